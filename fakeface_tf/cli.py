@@ -1,0 +1,76 @@
+"""`fakeface` command line: one subcommand per stage of the pipeline.
+
+Each subcommand lives in the module that does the work. That module exposes
+`add_arguments(parser)` and `run(args) -> int`; it is imported only when its subcommand
+is chosen, so `fakeface --help` stays instant and never loads TensorFlow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+from fakeface_tf.errors import FakefaceError
+
+# name -> (module, one-line help)
+COMMANDS = {
+    "preprocess": ("fakeface_tf.preprocess", "find, level and crop faces into sharded TFRecords"),
+    "train": ("fakeface_tf.train", "train a model from a YAML config into an isolated run folder"),
+    "runs": ("fakeface_tf.runs", "compare run folders side by side"),
+    "tune": ("fakeface_tf.tune", "KerasTuner hyperparameter search; each trial is a run folder"),
+    "evaluate": ("fakeface_tf.evaluate", "metrics, plots and galleries for a model on a data set"),
+    "robustness": ("fakeface_tf.robustness", "accuracy and AUC under JPEG, resize, blur and flip"),
+    "card": ("fakeface_tf.card", "write MODEL_CARD.md beside a model"),
+    "predict": ("fakeface_tf.predict", "real face / fake face / not a face, with saliency maps"),
+    "serve": ("fakeface_tf.serve", "the single-page web app and its JSON API"),
+    "fairness": ("fakeface_tf.fairness", "per-group error rates with confidence intervals"),
+    "fairness-compare": ("fakeface_tf.fairness", "before/after fairness table of two runs"),
+    "main": ("fakeface_tf.pipeline", "the end-to-end job on the sample data"),
+}
+
+
+def _quiet_tensorflow() -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fakeface",
+        description="Tell real face photos from StyleGAN faces, explain why, audit fairness.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module_name, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        if name == command:
+            module = importlib.import_module(module_name)
+            adder = getattr(module, f"add_{name.replace('-', '_')}_arguments", None)
+            (adder or module.add_arguments)(p)
+            runner = getattr(module, f"run_{name.replace('-', '_')}", None)
+            p.set_defaults(func=runner or module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    _quiet_tensorflow()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    try:
+        parser = build_parser(command if command in COMMANDS else None)
+        args = parser.parse_args(argv)
+        if not getattr(args, "func", None):
+            parser.print_help()
+            return 0 if not argv or argv[0] in ("-h", "--help") else 2
+        return int(args.func(args) or 0)
+    except FakefaceError as exc:
+        print(f"fakeface: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("fakeface: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
