@@ -1,0 +1,153 @@
+"""Load whatever model a user points at: a run folder, a saved_models entry, `.keras`, SavedModel.
+
+Evaluation, fairness, the CLI and the web app all go through `load_model`, so they agree on
+which file is the model, which threshold applies and how faces must be cut for it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from fakeface_tf.config import REPO_ROOT, Config, load_config
+from fakeface_tf.errors import FakefaceError
+
+REFERENCE = REPO_ROOT / "saved_models" / "reference"
+THRESHOLD_FILE = "threshold.json"
+
+
+@dataclass
+class LoadedModel:
+    predict: Callable[[np.ndarray], np.ndarray]  # NxHxWxC in [0, 255] -> P(fake), shape (N,)
+    keras_model: object | None  # the Keras model when there is one (saliency needs it)
+    image_size: int
+    channels: int
+    threshold: float
+    config: Config | None
+    root: Path
+    run_dir: Path | None
+    path: Path  # the model file or SavedModel folder actually loaded
+
+    @property
+    def face_options(self):
+        """How faces must be cut for this model: its size, colour and margin."""
+        from fakeface_tf.faces import FaceOptions
+
+        margin = self.config.data.margin if self.config else FaceOptions().margin
+        color = "gray" if self.channels == 1 else "rgb"
+        return FaceOptions(size=self.image_size, color=color, margin=margin)
+
+
+def default_model_path() -> Path:
+    if REFERENCE.exists():
+        return REFERENCE
+    raise FakefaceError(
+        "no model given and saved_models/reference/ does not exist; pass --model "
+        "(a run folder, a saved_models/ entry, a .keras file or a SavedModel folder)"
+    )
+
+
+def _find_model(path: Path) -> Path:
+    if path.is_file():
+        if path.suffix != ".keras":
+            raise FakefaceError(f"{path} is not a model: expected a .keras file or a model folder")
+        return path
+    for candidate in (path / "model.keras", path / "saved_model"):
+        if candidate.exists():
+            return candidate
+    if (path / "saved_model.pb").exists():
+        return path
+    raise FakefaceError(
+        f"{path} holds no model (looked for model.keras, saved_model/ and saved_model.pb)"
+    )
+
+
+def _keras_predictor(model) -> Callable[[np.ndarray], np.ndarray]:
+    def predict(images: np.ndarray) -> np.ndarray:
+        images = np.asarray(images, dtype=np.float32)
+        return np.asarray(model(images, training=False), dtype=np.float64).reshape(-1)
+
+    return predict
+
+
+def _savedmodel_predictor(folder: Path):
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(str(folder))
+    serve = loaded.signatures["serving_default"]
+    spec = list(serve.structured_input_signature[1].values())[0]
+    dtype = spec.dtype
+
+    def predict(images: np.ndarray) -> np.ndarray:
+        images = np.asarray(images)
+        if dtype == tf.uint8:
+            images = np.clip(np.rint(images), 0, 255).astype(np.uint8)
+        outputs = serve(tf.constant(images, dtype=dtype))
+        return np.asarray(list(outputs.values())[0], dtype=np.float64).reshape(-1)
+
+    return predict, tuple(spec.shape[1:])
+
+
+def load_model(path: str | Path) -> LoadedModel:
+    """Load a model and what sits beside it (config.yaml, threshold.json)."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise FakefaceError(f"model not found: {path}")
+    model_path = _find_model(path)
+    root = path if path.is_dir() else path.parent
+    config_file = next((p / "config.yaml" for p in (root, root.parent) if (p / "config.yaml").is_file()), None)
+    config = load_config(config_file) if config_file else None
+    run_dir = root if (root / "history.csv").is_file() else None
+
+    keras_model = None
+    if model_path.suffix == ".keras":
+        import keras
+
+        try:
+            keras_model = keras.models.load_model(model_path, compile=False)
+        except Exception as exc:  # a corrupt or foreign file: say which and why
+            raise FakefaceError(f"{model_path} could not be loaded as a Keras model: {exc}") from exc
+        predict = _keras_predictor(keras_model)
+        shape = tuple(keras_model.input_shape[1:])
+    else:
+        try:
+            predict, shape = _savedmodel_predictor(model_path)
+        except Exception as exc:
+            raise FakefaceError(f"{model_path} could not be loaded as a SavedModel: {exc}") from exc
+    if len(shape) != 3 or shape[0] is None:
+        raise FakefaceError(f"{model_path}: expected a fixed HxWxC image input, got {shape}")
+    return LoadedModel(
+        predict=predict,
+        keras_model=keras_model,
+        image_size=int(shape[0]),
+        channels=int(shape[2]),
+        threshold=read_threshold(root),
+        config=config,
+        root=root,
+        run_dir=run_dir,
+        path=model_path,
+    )
+
+
+def read_threshold(root: Path, default: float = 0.5) -> float:
+    file = Path(root) / THRESHOLD_FILE
+    if not file.is_file():
+        return default
+    try:
+        return float(json.loads(file.read_text())["threshold"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise FakefaceError(f"{file}: unreadable threshold ({exc})") from exc
+
+
+def save_threshold(root: Path, threshold: float, method: str, extra: dict | None = None) -> Path:
+    """Record the decision threshold beside the model; inference picks it up from there."""
+    file = Path(root) / THRESHOLD_FILE
+    payload = {"threshold": float(threshold), "method": method,
+               "created": time.strftime("%Y-%m-%dT%H:%M:%S"), **(extra or {})}
+    file.write_text(json.dumps(payload, indent=2))
+    return file

@@ -1,0 +1,350 @@
+"""Find, level and crop the face in an image: the one face function of the project.
+
+Preprocessing, evaluation, fairness and inference all call `extract_face` (or its batched
+twin `extract_faces`), so a model always sees crops made the same way. MTCNN finds the
+faces; the largest confident one is kept, rotated so its eye line is level, cut as a
+square centred on the face box with `margin` on every side, and resized with area
+interpolation. Where the square runs past the image edge, the edge pixels are replicated
+(no hard black borders a classifier could learn from).
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import math
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+from tqdm.auto import tqdm
+
+from fakeface_tf.errors import FakefaceError
+
+STATUSES = ("ok", "no_face", "too_small", "low_confidence", "unreadable")
+DETECT_MAX_SIDE = 1024  # larger images are shrunk for detection only; crops use full resolution
+MIN_DETECT_SIDE = 12  # MTCNN's smallest input (its PNet window)
+
+
+class ImageError(FakefaceError):
+    """A file or byte string that cannot be decoded into an image; the message says why."""
+
+
+@dataclass
+class FaceOptions:
+    """How a face is cut out: output size and colour, margin, and what counts as a face."""
+
+    size: int = 128
+    color: str = "gray"  # gray | rgb
+    margin: float = 0.2  # border on each side, as a fraction of the face box's longer side
+    min_face: int = 24  # px, shorter box side in the original image
+    min_confidence: float = 0.90
+
+    @property
+    def channels(self) -> int:
+        return 1 if self.color == "gray" else 3
+
+
+@dataclass
+class FaceCrop:
+    """A face crop, or the reason there is none (`status` != "ok")."""
+
+    status: str
+    reason: str = ""
+    image: np.ndarray | None = None  # uint8 size x size x C when ok
+    box: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)  # x, y, w, h in the original
+    angle: float = 0.0  # eye-line angle in degrees that was levelled
+    confidence: float = 0.0
+    keypoints: dict = field(default_factory=dict)  # MTCNN keypoints in original coords
+    transform: np.ndarray | None = None  # 2x3 affine: original coords -> crop coords
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+# ---------------------------------------------------------------------------- decoding
+
+
+def _describe(source) -> str:
+    return str(source) if isinstance(source, (str, Path)) else "image bytes"
+
+
+def _read_bytes(source: str | Path | bytes) -> bytes:
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data = bytes(source)
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise ImageError(f"{path}: file not found")
+        data = path.read_bytes()
+    if not data:
+        raise ImageError(f"{_describe(source)}: empty file (0 bytes)")
+    return data
+
+
+def _not_an_image_reason(data: bytes) -> str:
+    head = data[:512]
+    try:
+        head.decode("utf-8")
+        return "not an image: the file holds text"
+    except UnicodeDecodeError:
+        return "not an image: unrecognised format"
+
+
+def _to_rgb(img: Image.Image) -> np.ndarray:
+    """Any Pillow mode as RGB uint8; transparency is composited onto white."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        wide = np.asarray(img, dtype=np.float64)
+        scale = 255.0 / 65535.0 if img.mode != "F" else 1.0
+        gray = np.clip(wide * scale, 0, 255).astype(np.uint8)
+        return np.ascontiguousarray(np.repeat(gray[..., None], 3, axis=2))
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(white, rgba)
+    return np.asarray(img.convert("RGB"), dtype=np.uint8)
+
+
+def load_image(source: str | Path | bytes, max_pixels: int = 50_000_000) -> np.ndarray:
+    """Decode a file or bytes into RGB uint8 HxWx3, upright per its EXIF orientation.
+
+    JPEGs above `max_pixels` are decoded at a reduced DCT scale (1/2 .. 1/8) so a
+    12000x12000 photo loads as 6000x6000 without a 432 MB buffer; other formats above
+    `max_pixels` are refused. Anything undecodable raises ImageError naming the file.
+    """
+    name = _describe(source)
+    data = _read_bytes(source)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError:
+        raise ImageError(f"{name}: {_not_an_image_reason(data)}") from None
+    except Image.DecompressionBombError as exc:
+        raise ImageError(f"{name}: too large to decode safely ({exc})") from None
+    except OSError as exc:
+        raise ImageError(f"{name}: cannot read image header ({exc})") from None
+    width, height = img.size
+    if width * height > max_pixels:
+        if img.format != "JPEG":
+            raise ImageError(
+                f"{name}: {width}x{height} is {width * height / 1e6:.0f} megapixels, "
+                f"above the {max_pixels / 1e6:.0f} MP limit"
+            )
+        factor = 2
+        while factor < 8 and (width // factor) * (height // factor) > max_pixels:
+            factor *= 2
+        img.draft(img.mode, (width // factor, height // factor))
+    try:
+        img.load()
+        img = ImageOps.exif_transpose(img)
+        rgb = _to_rgb(img)
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise ImageError(f"{name}: corrupt or truncated image data ({exc})") from None
+    if rgb.shape[0] * rgb.shape[1] > max_pixels:
+        raise ImageError(f"{name}: {width}x{height} is above the {max_pixels / 1e6:.0f} MP limit")
+    return rgb
+
+
+# --------------------------------------------------------------------------- detection
+
+
+@functools.lru_cache(maxsize=1)
+def get_detector():
+    """The process-wide MTCNN (weights ship in the mtcnn wheel; built once per process)."""
+    from mtcnn import MTCNN
+
+    return MTCNN()
+
+
+def _detection_input(image: np.ndarray) -> tuple[np.ndarray, float]:
+    """The image MTCNN sees (longest side <= DETECT_MAX_SIDE) and its scale factor."""
+    scale = min(1.0, DETECT_MAX_SIDE / max(image.shape[:2]))
+    if scale == 1.0:
+        return image, 1.0
+    small = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    return small, scale
+
+
+KEYPOINTS = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")  # MTCNN row order
+
+
+def _parse_row(row: np.ndarray) -> dict:
+    """One MTCNN numpy row (id, x, y, w, h, conf, 5 xs, 5 ys) at full float precision.
+
+    MTCNN's JSON output rounds keypoints to whole pixels, which costs ~1 degree of eye
+    angle on a 256 px face; the numpy output keeps the fractions.
+    """
+    xs, ys = row[6:11], row[11:16]
+    return {
+        "box": tuple(float(v) for v in row[1:5]),
+        "confidence": float(row[5]),
+        "keypoints": {k: (float(x), float(y)) for k, x, y in zip(KEYPOINTS, xs, ys)},
+    }
+
+
+def _detect(images: list[np.ndarray], detector) -> list[list[dict]]:
+    """MTCNN detections per image, in each image's own coordinates.
+
+    Images are batched together only with others of the same shape (MTCNN pads a mixed
+    batch to its largest member, which would waste work).
+    """
+    results: list[list[dict]] = [[] for _ in images]
+    by_shape: dict[tuple, list[int]] = {}
+    for i, img in enumerate(images):
+        by_shape.setdefault(img.shape, []).append(i)
+    for indices in by_shape.values():
+        batch = [images[i].astype(np.float32) for i in indices]
+        rows = detector.detect_faces(batch, output_type="numpy")
+        for row in np.asarray(rows).reshape(-1, 16):
+            results[indices[int(row[0])]].append(_parse_row(row))
+    return results
+
+
+# ---------------------------------------------------------------------------- cropping
+
+
+def _largest(faces: list[dict], min_confidence: float) -> tuple[dict | None, dict | None]:
+    """(largest face at or above min_confidence, most confident face overall)."""
+    confident = [f for f in faces if f["confidence"] >= min_confidence]
+    area = lambda f: f["box"][2] * f["box"][3]  # noqa: E731
+    best = max(confident, key=area) if confident else None
+    top = max(faces, key=lambda f: f["confidence"]) if faces else None
+    return best, top
+
+
+def _scaled(face: dict, scale: float) -> dict:
+    """A detection mapped from the detection image back to the original image."""
+    inv = 1.0 / scale
+    return {
+        "box": tuple(float(v) * inv for v in face["box"]),
+        "confidence": float(face["confidence"]),
+        "keypoints": {k: (float(x) * inv, float(y) * inv) for k, (x, y) in face["keypoints"].items()},
+    }
+
+
+def eye_angle(keypoints: dict) -> float:
+    """Angle of the line from the left eye to the right eye, in degrees (image y points down)."""
+    (lx, ly), (rx, ry) = keypoints["left_eye"], keypoints["right_eye"]
+    if lx > rx:  # make the angle independent of which eye MTCNN calls left
+        (lx, ly), (rx, ry) = (rx, ry), (lx, ly)
+    return math.degrees(math.atan2(ry - ly, rx - lx))
+
+
+def crop_transform(box, angle: float, margin: float, size: int) -> tuple[np.ndarray, float]:
+    """2x3 affine from original coords to crop coords, and the crop side in original px.
+
+    Rotates by `angle` around the box centre (levelling the eyes), then maps the square of
+    side max(w, h) * (1 + 2 * margin) centred on the box onto [0, size) x [0, size).
+    """
+    x, y, w, h = box
+    cx, cy = x + w / 2.0, y + h / 2.0
+    side = max(w, h) * (1.0 + 2.0 * margin)
+    matrix = cv2.getRotationMatrix2D((cx, cy), angle, 1.0)
+    matrix[:, 2] -= (cx - side / 2.0, cy - side / 2.0)
+    return matrix * (size / side), side
+
+
+def _crop(image: np.ndarray, face: dict, options: FaceOptions) -> FaceCrop:
+    """Level, cut and resize the face; status too_small when its box is under min_face."""
+    x, y, w, h = face["box"]
+    common = dict(box=(x, y, w, h), confidence=face["confidence"], keypoints=face["keypoints"])
+    angle = eye_angle(face["keypoints"])
+    if min(w, h) < options.min_face:
+        return FaceCrop("too_small", f"largest face is {w:.0f}x{h:.0f} px, below min_face "
+                        f"{options.min_face} px", angle=angle, **common)
+    transform, side = crop_transform(face["box"], angle, options.margin, options.size)
+    # Warp at native resolution, then area-resize: no aliasing when shrinking big faces.
+    native_side = max(int(round(side)), options.size)
+    native = transform * (native_side / options.size)
+    crop = cv2.warpAffine(image, native, (native_side, native_side), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_REPLICATE)
+    if native_side != options.size:
+        crop = cv2.resize(crop, (options.size, options.size), interpolation=cv2.INTER_AREA)
+    if options.color == "gray":
+        crop = cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY)[..., None]
+    return FaceCrop("ok", "", np.ascontiguousarray(crop), angle=angle, transform=transform, **common)
+
+
+def check_options(options: FaceOptions) -> None:
+    """Refuse face options that would fail later, with a message naming the field."""
+    if options.color not in ("gray", "rgb"):
+        raise FakefaceError(f"face color must be gray or rgb, got {options.color!r}")
+    if options.size < 8 or options.margin < 0:
+        raise FakefaceError(f"face size must be >= 8 and margin >= 0, got {options}")
+
+
+def _as_rgb_array(image: np.ndarray) -> np.ndarray:
+    image = np.asarray(image)
+    if image.ndim == 2:
+        image = image[..., None]
+    if image.ndim != 3 or image.shape[2] not in (1, 3, 4):
+        raise FakefaceError(f"expected an HxWx3 RGB image, got shape {image.shape}")
+    if image.shape[2] == 1:
+        image = np.repeat(image, 3, axis=2)
+    return np.ascontiguousarray(image[..., :3], dtype=np.uint8)
+
+
+def extract_faces(images: list[np.ndarray], options: FaceOptions = FaceOptions(),
+                  detector=None) -> list[FaceCrop]:
+    """`extract_face` for many RGB images at once (MTCNN batches same-shape images)."""
+    check_options(options)
+    images = [_as_rgb_array(img) for img in images]
+    out: list[FaceCrop | None] = [None] * len(images)
+    todo, small = [], []
+    for i, img in enumerate(images):
+        h, w = img.shape[:2]
+        if min(h, w) < max(MIN_DETECT_SIDE, options.min_face):
+            out[i] = FaceCrop("too_small", f"image is {w}x{h} px, too small to hold a "
+                              f"{options.min_face} px face")
+        else:
+            todo.append(i)
+            small.append(_detection_input(img))
+    if todo:
+        found = _detect([s for s, _ in small], detector or get_detector())
+        for i, (_, scale), faces in zip(todo, small, found):
+            faces = [_scaled(f, scale) for f in faces]
+            best, top = _largest(faces, options.min_confidence)
+            if best is not None:
+                out[i] = _crop(images[i], best, options)
+            elif top is not None:
+                out[i] = FaceCrop("low_confidence", f"best face confidence {top['confidence']:.2f} "
+                                  f"is below {options.min_confidence:.2f}", box=top["box"],
+                                  confidence=top["confidence"], keypoints=top["keypoints"])
+            else:
+                out[i] = FaceCrop("no_face", "MTCNN found no face")
+    return out
+
+
+def extract_face(image: np.ndarray, options: FaceOptions = FaceOptions(), detector=None) -> FaceCrop:
+    """The face in one RGB uint8 image as a levelled square crop, or the reason there is none."""
+    return extract_faces([image], options, detector)[0]
+
+
+def crop_files(paths: list, options: FaceOptions = FaceOptions(), batch_size: int = 16,
+               progress: bool = True, detector=None, on_batch=None) -> list[FaceCrop]:
+    """Load and crop many files; an unreadable file becomes FaceCrop(status="unreadable").
+
+    `on_batch(n)` is called after every batch of n files (progress from worker processes).
+    """
+    crops: list[FaceCrop] = []
+    bar = tqdm(total=len(paths), desc="faces", unit="img", disable=not progress)
+    for start in range(0, len(paths), batch_size):
+        chunk = paths[start:start + batch_size]
+        loaded, errors = [], {}
+        for j, path in enumerate(chunk):
+            try:
+                loaded.append(load_image(path))
+            except ImageError as exc:
+                errors[j] = FaceCrop("unreadable", str(exc))
+        found = iter(extract_faces(loaded, options, detector) if loaded else [])
+        crops.extend(errors[j] if j in errors else next(found) for j in range(len(chunk)))
+        bar.update(len(chunk))
+        if on_batch:
+            on_batch(len(chunk))
+    bar.close()
+    return crops

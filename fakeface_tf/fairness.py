@@ -1,0 +1,795 @@
+"""Fairness audit: does the detector call real people fake more often in some groups?
+
+`fakeface fairness MODEL LABELS_CSV` crops every labelled face with the model's own face
+options (the same `faces.crop_files` as everywhere), scores it, and reports per group of age,
+gender, race and the race x gender and age x gender intersections: n, faces not found,
+accuracy, false positive rate on real faces (real people called fake: the direct harm),
+false negative rate on fakes (only where the group has fakes; otherwise unavailable, never
+filled in) and selection rate, each with a seeded within-group bootstrap 95 % interval. It
+adds the seed project's binary comparisons as disparate impact ratio (DIR), average odds
+difference (AOD) and equalized odds difference, and flags DIRs outside the 4/5 rule and gaps
+whose interval excludes zero.
+
+Orientation: the positive class is *fake* (label 1, what the model flags); the favourable
+outcome is being called *real*. In every comparison the privileged (reference) side is the
+group such systems are usually found to serve best: Male, White, and for the single-group
+comparisons (Black, age 0-2, 3-9, 70+) everyone else. So DIR = P(called real | unprivileged)
+/ P(called real | privileged) below 1, and AOD or FPR gaps above 0, mean the unprivileged
+group is flagged as fake more often.
+
+Labelled faces also feed training (`data.fairness_labels`): `split_labels` cuts the CSV into a
+training part and an assessment part by a fixed-seed split stratified by race x gender x age
+(real/fake pairs sharing a `pair_id` stay together), so the assessment never sees a face
+the model trained on. `fakeface fairness` therefore assesses the assessment part unless
+`--all-rows` is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from fairlearn.metrics import MetricFrame, equalized_odds_difference
+from tqdm.auto import tqdm
+
+from fakeface_tf.config import REPO_ROOT, Config, data_root
+from fakeface_tf.errors import FakefaceError
+from fakeface_tf.faces import FaceOptions, crop_files
+from fakeface_tf.records import LABELS
+
+AGE_BINS = ("0-2", "3-9", "10-19", "20-29", "30-39", "40-49", "50-59", "60-69", "70+")
+UNKNOWN = "unknown"  # an attribute value nobody recorded: its own group, left out of comparisons
+ATTRIBUTES = ("age", "gender", "race")
+INTERSECTIONS = (("race", "gender"), ("age", "gender"))
+REQUIRED = ("file", "label", "age", "gender", "race")
+FOUR_FIFTHS = (0.8, 1.25)
+N_BOOT = 1000
+SPLIT_SEED = 0  # fixed, so training and every later assessment agree on the split
+TEST_FRACTION = 0.5
+CACHE_ENV = "FAKEFACE_CACHE"
+COUNT_NAMES = ("n", "n_no_face", "n_real", "n_fake")
+RATE_NAMES = ("accuracy", "fpr", "fnr", "selection_rate", "no_face_rate")
+
+# (name, attribute, unprivileged values, privileged values); None = every other known value
+COMPARISONS = (
+    ("Male vs Female", "gender", ("Female",), ("Male",)),
+    ("White vs others", "race", None, ("White",)),
+    ("Black vs others", "race", ("Black",), None),
+    ("age 0-2 vs others", "age", ("0-2",), None),
+    ("age 3-9 vs others", "age", ("3-9",), None),
+    ("age 70+ vs others", "age", ("70+",), None),
+)
+DEFINITIONS = {
+    "positive_class": "fake: FPR = real faces called fake, FNR = fakes called real, "
+                      "selection rate = share called fake",
+    "favourable": "called real",
+    "privileged": "Male; White; everyone else in the Black, age 0-2, 3-9 and 70+ comparisons",
+    "dir": "P(called real | unprivileged) / P(called real | privileged); 4/5 rule: 0.8..1.25",
+    "aod": "0.5 * [(FPR_u - FPR_p) + (TPR_u - TPR_p)]; > 0: unprivileged flagged as fake more often",
+    "aod_fpr_half": "0.5 * (FPR_u - FPR_p), reported where a side has no fakes",
+    "ci": "95% percentile bootstrap, resampling within each group",
+    "null": "unavailable: the group has no faces of that class (never filled in)",
+}
+GAPS = {"fpr_difference": "FPR gap", "tpr_difference": "TPR gap", "aod": "AOD",
+        "no_face_difference": "no-face gap"}
+
+
+# ------------------------------------------------------------------------------ labels
+
+
+@dataclass(frozen=True)
+class ColumnMapping:
+    """How a foreign labels CSV maps onto ours: renamed columns, recoded values, a fixed label."""
+
+    columns: dict = field(default_factory=dict)  # their column -> ours
+    values: dict = field(default_factory=dict)  # our column -> {their value: ours}
+    label: str = ""  # every row's label when the CSV has no label column
+
+
+# FairFace's CSVs (fairface_label_{train,val}.csv) have `file,age,gender,race,service_test`,
+# `file` relative to the CSV's folder (train/1.jpg). Every image is a real photograph, its age
+# bins are ours except the last, spelled "more than 70", and race keeps its 7 groups.
+FAIRFACE = ColumnMapping(values={"age": {"more than 70": "70+"}}, label="real")
+FORMATS = {"utk": ColumnMapping(), "fairface": FAIRFACE}
+
+
+def _detect_format(columns) -> str:
+    return "fairface" if "service_test" in columns and "label" not in columns else "utk"
+
+
+def _resolve_image(folder: Path, name: str) -> Path | None:
+    """The image a `file` cell names: beside the CSV, or in its images/ subfolder."""
+    for candidate in (folder / name, folder / "images" / name):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _row_problems(row, line: int, folder: Path, seen: dict) -> list[str]:
+    problems = []
+    where = f"line {line}"
+    if not row.file:
+        problems.append(f"{where}, field 'file': empty")
+    elif row.file in seen:
+        problems.append(f"{where}, field 'file': {row.file} repeats line {seen[row.file]}")
+    elif _resolve_image(folder, row.file) is None:
+        problems.append(f"{where}, field 'file': image not found: {folder / row.file} "
+                        f"(nor in {folder / 'images'})")
+    if row.label not in LABELS:
+        problems.append(f"{where}, field 'label': unknown value {row.label!r} (expected real or fake)")
+    if row.age not in AGE_BINS + (UNKNOWN,):
+        problems.append(f"{where}, field 'age': unknown value {row.age!r} "
+                        f"(expected one of {', '.join(AGE_BINS)} or {UNKNOWN})")
+    for name in ("gender", "race"):
+        if not getattr(row, name):
+            problems.append(f"{where}, field '{name}': empty (write {UNKNOWN} if not recorded)")
+    return problems
+
+
+def load_labels(csv_path: str | Path, mapping: ColumnMapping | str | None = None) -> pd.DataFrame:
+    """Read and check a labels CSV: `file,label,age,gender,race[,pair_id]`, label real|fake.
+
+    `mapping` is a ColumnMapping, a format name ("utk", "fairface") or None to detect it
+    from the header. Every bad row is a FakefaceError naming its line and field. The frame
+    gains `path` (the resolved image) and `line` (its line in the CSV).
+    """
+    csv_path = Path(csv_path)
+    if not csv_path.is_file():
+        raise FakefaceError(f"labels CSV not found: {csv_path}")
+    try:
+        df = pd.read_csv(csv_path, dtype=str, keep_default_na=False, skip_blank_lines=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise FakefaceError(f"{csv_path}: not a readable CSV ({exc})") from exc
+    df.columns = [c.strip() for c in df.columns]
+    if mapping is None or isinstance(mapping, str):
+        name = mapping or _detect_format(df.columns)
+        if name not in FORMATS:
+            raise FakefaceError(f"unknown labels format {name!r}; expected one of {', '.join(FORMATS)}")
+        mapping = FORMATS[name]
+    df = df.rename(columns=mapping.columns)
+    if "label" not in df.columns and mapping.label:
+        df["label"] = mapping.label
+    missing = [c for c in REQUIRED if c not in df.columns]
+    if missing:
+        raise FakefaceError(f"{csv_path}: line 1 (header): missing column(s) {', '.join(missing)} "
+                            f"(expected {','.join(REQUIRED)}[,pair_id])")
+    df = df[list(REQUIRED) + (["pair_id"] if "pair_id" in df.columns else [])].copy()
+    for column in df.columns:
+        df[column] = df[column].str.strip()
+        df[column] = df[column].replace(mapping.values.get(column, {}))
+    df["line"] = np.arange(len(df)) + 2  # the header is line 1
+    df = df[(df[list(REQUIRED)] != "").any(axis=1)]  # blank lines
+    folder = csv_path.parent
+    problems, seen = [], {}
+    for row in df.itertuples(index=False):
+        problems += _row_problems(row, row.line, folder, seen)
+        seen.setdefault(row.file, row.line)
+    if problems:
+        more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+        raise FakefaceError(f"{csv_path}: " + "; ".join(problems[:5]) + more)
+    if df.empty:
+        raise FakefaceError(f"{csv_path}: no rows")
+    df["path"] = [str(_resolve_image(folder, f)) for f in df["file"]]
+    return df.reset_index(drop=True)
+
+
+def _units(df: pd.DataFrame) -> pd.Series:
+    """What must stay together in a split or subsample: a real/fake pair, else one file."""
+    if "pair_id" not in df.columns:
+        return df["file"]
+    return df["pair_id"].where(df["pair_id"] != "", df["file"])
+
+
+def _rng(seed: int, *key) -> np.random.Generator:
+    """A generator for one named piece of work: same seed and key, same numbers, in any order."""
+    return np.random.default_rng([int(seed), zlib.crc32("|".join(map(str, key)).encode())])
+
+
+def _unit_strata(df: pd.DataFrame) -> pd.DataFrame:
+    units = _units(df)
+    table = df.assign(unit=units).groupby("unit", sort=True)[["race", "gender", "age"]].first()
+    return table.assign(rows=units.value_counts())
+
+
+def split_labels(df: pd.DataFrame, seed: int = SPLIT_SEED,
+                 test_fraction: float = TEST_FRACTION) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(training part, assessment part): a seeded split stratified by race x gender x age.
+
+    Pairs sharing a `pair_id` land on the same side. A stratum with one face goes to the
+    assessment part; larger strata give each part at least one.
+    """
+    if not 0 < test_fraction < 1:
+        raise FakefaceError(f"test_fraction must be between 0 and 1, got {test_fraction}")
+    assess_units = []
+    for key, stratum in _unit_strata(df).groupby(["race", "gender", "age"], sort=True):
+        names = stratum.index.to_numpy()
+        n = len(names)
+        k = 1 if n == 1 else min(n - 1, max(1, round(n * test_fraction)))
+        assess_units.extend(names[_rng(seed, *key).permutation(n)[:k]])
+    in_assess = _units(df).isin(set(assess_units))
+    return df[~in_assess].reset_index(drop=True), df[in_assess].reset_index(drop=True)
+
+
+def stratified_sample(df: pd.DataFrame, limit: int, seed: int = 0) -> pd.DataFrame:
+    """About `limit` rows keeping each race x gender x age stratum's share (each stratum's
+    first face before any stratum's second), pairs kept whole."""
+    if limit < 1:
+        raise FakefaceError(f"--limit must be >= 1, got {limit}")
+    if limit >= len(df):
+        return df
+    strata = _unit_strata(df)
+    strata = strata.iloc[_rng(seed, "limit").permutation(len(strata))]
+    grouped = strata.groupby(["race", "gender", "age"], sort=False)
+    strata = strata.assign(order=grouped.cumcount() / grouped["rows"].transform("size"),
+                           shuffled=np.arange(len(strata)))
+    strata = strata.sort_values(["order", "shuffled"])
+    keep = strata.index[(strata["rows"].cumsum() <= limit).to_numpy() | (np.arange(len(strata)) == 0)]
+    return df[_units(df).isin(set(keep))].reset_index(drop=True)
+
+
+# ------------------------------------------------------------------------------- faces
+
+
+@dataclass
+class Faces:
+    """Crops of many files: status per file, and the found faces in file order."""
+
+    status: np.ndarray  # str per file: "ok" or faces.FaceCrop's reason code
+    reason: np.ndarray  # str per file
+    images: np.ndarray  # uint8 (number ok, H, W, C)
+
+    @property
+    def ok(self) -> np.ndarray:
+        return self.status == "ok"
+
+
+def cache_dir() -> Path:
+    """Where face crops are kept between runs: $FAKEFACE_CACHE/fairness or data/cache/fairness."""
+    return Path(os.environ.get(CACHE_ENV) or REPO_ROOT / "data" / "cache") / "fairness"
+
+
+def face_crops(paths, options: FaceOptions, progress: bool = True) -> Faces:
+    """`faces.crop_files` with its results cached in an .npz keyed by the options and files,
+    so repeated assessments and trainings do not run MTCNN again."""
+    paths = [str(p) for p in paths]
+    stats = [(p, os.stat(p).st_size, os.stat(p).st_mtime_ns) for p in paths]
+    key = json.dumps({"options": dataclasses.asdict(options), "files": stats})
+    file = cache_dir() / f"{hashlib.sha256(key.encode()).hexdigest()[:20]}.npz"
+    if file.is_file():
+        with np.load(file) as stored:
+            return Faces(stored["status"], stored["reason"], stored["images"])
+    crops = crop_files(paths, options, progress=progress)
+    shape = (0, options.size, options.size, options.channels)
+    images = [c.image for c in crops if c.ok]
+    faces = Faces(np.array([c.status for c in crops], dtype=str),
+                  np.array([c.reason for c in crops], dtype=str),
+                  np.stack(images) if images else np.zeros(shape, np.uint8))
+    file.parent.mkdir(parents=True, exist_ok=True)
+    temp = file.with_suffix(".tmp.npz")
+    np.savez(temp, status=faces.status, reason=faces.reason, images=faces.images)
+    temp.replace(file)
+    return faces
+
+
+def score(model, df: pd.DataFrame, threshold: float, progress: bool = True,
+          batch_size: int = 64) -> pd.DataFrame:
+    """`df` plus `status`, `prob` and `pred` (1 = called fake; NaN where no face was found)."""
+    faces = face_crops(df["path"], model.face_options, progress)
+    probs = [model.predict(faces.images[i:i + batch_size])
+             for i in tqdm(range(0, len(faces.images), batch_size), desc="scoring", unit="batch",
+                           disable=not progress)]
+    out = df.assign(status=faces.status, reason=faces.reason, prob=np.nan)
+    out.loc[faces.ok, "prob"] = np.concatenate(probs) if probs else []
+    out["pred"] = np.where(out["prob"].isna(), np.nan, (out["prob"] >= threshold).astype(float))
+    return out
+
+
+# ----------------------------------------------------------------------------- metrics
+
+
+def _ratio(hits: np.ndarray, total: np.ndarray) -> np.ndarray:
+    """hits / total, NaN where total is 0 (a rate with no cases is unavailable, not 0)."""
+    total = np.asarray(total, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total > 0, hits / np.where(total > 0, total, 1.0), np.nan)
+
+
+def _rates(t: np.ndarray, p: np.ndarray) -> dict[str, np.ndarray]:
+    """Rates along the last axis of 0/1 truths `t` and predictions `p` (NaN = no face)."""
+    scored = ~np.isnan(p)
+    real, fake, flagged = (t == 0) & scored, (t == 1) & scored, p == 1
+    return {
+        "accuracy": _ratio(((t == p) & scored).sum(-1), scored.sum(-1)),
+        "fpr": _ratio((flagged & real).sum(-1), real.sum(-1)),
+        "fnr": _ratio((~flagged & fake).sum(-1), fake.sum(-1)),
+        "selection_rate": _ratio(flagged.sum(-1), scored.sum(-1)),
+        "no_face_rate": _ratio((~scored).sum(-1), t.shape[-1]),
+    }
+
+
+def _point(name: str):
+    """One rate as a MetricFrame metric, sharing `_rates` with the bootstrap."""
+    return lambda t, p: float(_rates(np.asarray(t)[None], np.asarray(p, dtype=float)[None])[name][0])
+
+
+def _counts(t, p) -> dict[str, int]:
+    t, p = np.asarray(t), np.asarray(p, dtype=float)
+    scored = ~np.isnan(p)
+    return {"n": len(t), "n_no_face": int((~scored).sum()),
+            "n_real": int(((t == 0) & scored).sum()), "n_fake": int(((t == 1) & scored).sum())}
+
+
+_FRAME_METRICS = {**{k: (lambda t, p, k=k: _counts(t, p)[k]) for k in COUNT_NAMES},
+                  **{name: _point(name) for name in RATE_NAMES}}
+
+
+def _interval(samples: np.ndarray, point: float) -> tuple[float, float]:
+    """Percentile 95 % interval; unavailable when the point estimate is."""
+    samples = samples[~np.isnan(samples)]
+    if np.isnan(point) or samples.size == 0:
+        return math.nan, math.nan
+    lo, hi = np.percentile(samples, [2.5, 97.5])
+    return float(lo), float(hi)
+
+
+def _bootstrap(t: np.ndarray, p: np.ndarray, rng: np.random.Generator, n_boot: int) -> dict:
+    """Rates of `n_boot` resamples (with replacement, same size) of one group."""
+    idx = rng.integers(0, len(t), size=(n_boot, len(t)))
+    return _rates(t[idx], p[idx])
+
+
+def _groupings(groups: pd.DataFrame) -> list[tuple[str, ...]]:
+    singles = [(a,) for a in ATTRIBUTES if a in groups.columns]
+    return singles + [pair for pair in INTERSECTIONS if all(a in groups.columns for a in pair)]
+
+
+def _order(attrs, values) -> tuple:
+    """Age bins in age order, other values alphabetically."""
+    return tuple((AGE_BINS.index(v), v) if a == "age" and v in AGE_BINS else (len(AGE_BINS), v)
+                 for a, v in zip(attrs, values))
+
+
+def group_metrics(y_true, y_pred, groups: pd.DataFrame, seed: int = 0,
+                  n_boot: int = N_BOOT) -> pd.DataFrame:
+    """One row per group of each attribute and intersection (plus "all"): counts, rates and
+    bootstrap 95 % intervals (`<rate>_lo`, `<rate>_hi`).
+
+    `y_true` is 1 for fake, `y_pred` 1 for called fake and NaN where no face was found
+    (counted in `n_no_face`, left out of the other rates). Rates without cases are NaN.
+    """
+    t = np.asarray(y_true, dtype=np.int64)
+    p = np.asarray(y_pred, dtype=np.float64)
+    groups = groups.reset_index(drop=True).astype(str)
+    everyone = pd.DataFrame({"all": np.full(len(t), "all")})
+    rows = []
+    for attrs, table in [(("all",), everyone)] + [(g, groups) for g in _groupings(groups)]:
+        frame = MetricFrame(metrics=_FRAME_METRICS, y_true=t, y_pred=p,
+                            sensitive_features=table[list(attrs)])
+        positions = {k if isinstance(k, tuple) else (k,): v
+                     for k, v in table.groupby(list(attrs)).indices.items()}
+        found = [(v if isinstance(v, tuple) else (v,), point)
+                 for v, point in frame.by_group.dropna(subset=["n"]).iterrows()]
+        for values, point in sorted(found, key=lambda item: _order(attrs, item[0])):
+            idx = positions[values]
+            boot = _bootstrap(t[idx], p[idx], _rng(seed, *attrs, *values), n_boot)
+            row = {"attribute": " x ".join(attrs), "group": " / ".join(values),
+                   **{a: (dict(zip(attrs, values)).get(a, "")) for a in ATTRIBUTES}}
+            row.update({k: int(point[k]) for k in COUNT_NAMES})
+            for name in RATE_NAMES:
+                row[name] = float(point[name])
+                row[f"{name}_lo"], row[f"{name}_hi"] = _interval(boot[name], row[name])
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _comparison_stats(u: dict, p: dict) -> dict[str, np.ndarray]:
+    """DIR, gaps and AOD from the rates of the unprivileged (`u`) and privileged (`p`) sides."""
+    tpr_u, tpr_p = 1 - u["fnr"], 1 - p["fnr"]
+    fpr_difference = u["fpr"] - p["fpr"]
+    tpr_difference = tpr_u - tpr_p
+    return {
+        "dir": _ratio(1 - u["selection_rate"], 1 - p["selection_rate"]),
+        "fpr_difference": fpr_difference,
+        "tpr_difference": tpr_difference,
+        "aod": 0.5 * (fpr_difference + tpr_difference),
+        "aod_fpr_half": 0.5 * fpr_difference,
+        "no_face_difference": u["no_face_rate"] - p["no_face_rate"],
+    }
+
+
+def _sides(values: pd.Series, unprivileged, privileged) -> tuple[np.ndarray, np.ndarray]:
+    known = values != UNKNOWN
+    u = values.isin(unprivileged) if unprivileged else known & ~values.isin(privileged)
+    p = values.isin(privileged) if privileged else known & ~values.isin(unprivileged)
+    return u.to_numpy(), p.to_numpy()
+
+
+def _side_label(values, other) -> str:
+    return " or ".join(values) if values else f"not {' or '.join(other)}"
+
+
+def _equalized_odds(t: np.ndarray, p: np.ndarray, features: np.ndarray) -> dict:
+    """fairlearn's equalized odds difference when every group has both classes; otherwise the
+    FPR part only, said so (a TPR gap needs fakes in every group)."""
+    scored = ~np.isnan(p)
+    t, p, features = t[scored], p[scored].astype(int), features[scored]
+    if t.size == 0:
+        return {"value": None, "basis": "unavailable: no faces found"}
+    classes = pd.crosstab(features, t).reindex(columns=[0, 1], fill_value=0)
+    if (classes > 0).all(axis=None):
+        value = equalized_odds_difference(t, p, sensitive_features=features)
+        return {"value": float(value),
+                "basis": "fairlearn equalized_odds_difference (max of TPR and FPR gaps)"}
+    fpr = MetricFrame(metrics=_point("fpr"), y_true=t, y_pred=p.astype(float),
+                      sensitive_features=features).by_group.dropna()
+    if len(fpr) < 2:
+        return {"value": None, "basis": "unavailable: fewer than two groups with real faces"}
+    return {"value": float(fpr.max() - fpr.min()),
+            "basis": "FPR gap only (max - min over groups): some group has no fake faces"}
+
+
+def binary_comparisons(y_true, y_pred, groups: pd.DataFrame, seed: int = 0,
+                       n_boot: int = N_BOOT) -> list[dict]:
+    """The seed's binary comparisons: DIR, gaps, AOD and equalized odds, with 95 % intervals.
+
+    AOD = 0.5 * [(FPR_u - FPR_p) + (TPR_u - TPR_p)]; where a side has no fakes the TPR part,
+    and so AOD, is unavailable and `aod_fpr_half` = 0.5 * (FPR_u - FPR_p) is reported instead.
+    """
+    t = np.asarray(y_true, dtype=np.int64)
+    p = np.asarray(y_pred, dtype=np.float64)
+    groups = groups.reset_index(drop=True).astype(str)
+    results = []
+    for name, attribute, unprivileged, privileged in COMPARISONS:
+        result = {"name": name, "attribute": attribute,
+                  "unprivileged": _side_label(unprivileged, privileged),
+                  "privileged": _side_label(privileged, unprivileged)}
+        results.append(result)
+        if attribute not in groups.columns:
+            result["unavailable"] = f"no {attribute} column"
+            continue
+        u, v = _sides(groups[attribute], unprivileged, privileged)
+        result.update(n_unprivileged=int(u.sum()), n_privileged=int(v.sum()))
+        if not u.any() or not v.any():
+            result["unavailable"] = "no faces on one side"
+            continue
+        rates_u, rates_p = _rates(t[u][None], p[u][None]), _rates(t[v][None], p[v][None])
+        point = {k: float(x[0]) for k, x in _comparison_stats(rates_u, rates_p).items()}
+        rng = _rng(seed, "comparison", name)
+        boot = _comparison_stats(_bootstrap(t[u], p[u], rng, n_boot),
+                                 _bootstrap(t[v], p[v], rng, n_boot))
+        for side, rates in (("unprivileged", rates_u), ("privileged", rates_p)):
+            result[side + "_rates"] = {k: float(x[0]) for k, x in rates.items()}
+        for key, value in point.items():
+            result[key] = value
+            result[key + "_ci"] = list(_interval(boot[key], value))
+        sides = np.where(u, "unprivileged", np.where(v, "privileged", ""))
+        both = u | v
+        result["equalized_odds"] = _equalized_odds(t[both], p[both], sides[both])
+        result["flags"] = _flags(result)
+    return results
+
+
+def _flags(result: dict) -> list[str]:
+    flags = []
+    ratio = result["dir"]
+    if not np.isnan(ratio) and not FOUR_FIFTHS[0] <= ratio <= FOUR_FIFTHS[1]:
+        lo, hi = result["dir_ci"]
+        chance = "; its 95% CI includes 1" if lo <= 1 <= hi else ""
+        flags.append(f"{result['name']}: disparate impact ratio {ratio:.2f} is outside the 4/5 rule "
+                     f"({FOUR_FIFTHS[0]}..{FOUR_FIFTHS[1]}; favourable = called real){chance}")
+    for key, label in GAPS.items():
+        lo, hi = result[key + "_ci"]
+        if not np.isnan(lo) and (lo > 0 or hi < 0):
+            flags.append(f"{result['name']}: {label} {result[key]:+.3f} "
+                         f"(unprivileged - privileged), 95% CI [{lo:+.3f}, {hi:+.3f}] excludes zero")
+    return flags
+
+
+def fairness_report(y_true, y_pred, groups: pd.DataFrame, seed: int = 0,
+                    n_boot: int = N_BOOT) -> dict:
+    """Everything `fakeface fairness` reports, from arrays alone (no model needed)."""
+    table = group_metrics(y_true, y_pred, groups, seed, n_boot)
+    comparisons = binary_comparisons(y_true, y_pred, groups, seed, n_boot)
+    t, p = np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.float64)
+    labels = {attrs: groups[list(attrs)].astype(str).agg(" / ".join, axis=1).to_numpy()
+              for attrs in _groupings(groups)}
+    odds = {" x ".join(attrs): _equalized_odds(t, p, value) for attrs, value in labels.items()}
+    return {
+        "groups": table,
+        "comparisons": comparisons,
+        "equalized_odds": odds,
+        "flags": [flag for c in comparisons for flag in c.get("flags", [])],
+    }
+
+
+# ------------------------------------------------------------------------------ output
+
+
+def _clean(value):
+    """JSON-ready: NaN becomes None (unavailable), numpy scalars become Python ones."""
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if isinstance(value, (float, np.floating)):
+        return None if math.isnan(value) else float(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def plot_rates(table: pd.DataFrame, attribute: str, path: Path) -> Path:
+    """Per-group FPR and FNR bars with 95 % CI whiskers; missing FNR bars are unavailable."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = table[table["attribute"] == attribute]
+    x = np.arange(len(rows))
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.8 * len(rows) + 2), 3.6))
+    for offset, metric, label, color in ((-0.2, "fpr", "FPR (real called fake)", "tab:red"),
+                                         (0.2, "fnr", "FNR (fake called real)", "tab:blue")):
+        values = rows[metric].to_numpy(dtype=float)
+        known = ~np.isnan(values)
+        err = np.vstack([values - rows[f"{metric}_lo"], rows[f"{metric}_hi"] - values])[:, known]
+        ax.bar(x[known] + offset, values[known], 0.4, yerr=np.abs(err), capsize=3, label=label,
+               color=color)
+        for position in x[~known] + offset:
+            ax.text(position, 0.01, "n/a", ha="center", va="bottom", fontsize=7, rotation=90)
+    ax.set_xticks(x, [f"{g}\nn={n}" for g, n in zip(rows["group"], rows["n"])], fontsize=8)
+    ax.set_xlim(-0.6, len(rows) - 0.4)
+    ax.set_ylim(0, 1.15)
+    ax.set_ylabel("rate")
+    ax.set_title(f"Error rates by {attribute}, 95% bootstrap CI (n/a: no such faces)", fontsize=10)
+    ax.legend(fontsize=8, ncol=2, loc="upper center")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_heatmap(table: pd.DataFrame, attrs: tuple[str, str], path: Path, metric: str = "fpr") -> Path:
+    """A metric over an intersection (rows: first attribute, columns: second), with n per cell."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = table[table["attribute"] == " x ".join(attrs)]
+    rows_order, columns_order = (sorted(rows[a].unique(), key=lambda v, a=a: _order((a,), (v,)))
+                                 for a in attrs)
+    grid, counts = (rows.pivot(index=attrs[0], columns=attrs[1], values=v)
+                    .reindex(index=rows_order, columns=columns_order) for v in (metric, "n"))
+    fig, ax = plt.subplots(figsize=(1.4 * grid.shape[1] + 2.5, 0.5 * grid.shape[0] + 1.5))
+    image = ax.imshow(grid.to_numpy(dtype=float), cmap="Reds", vmin=0, vmax=1, aspect="auto")
+    for (i, j), value in np.ndenumerate(grid.to_numpy(dtype=float)):
+        n = counts.iloc[i, j]
+        text = "n/a" if np.isnan(value) else f"{value:.2f}"
+        ax.text(j, i, f"{text}\nn={0 if pd.isna(n) else int(n)}", ha="center", va="center",
+                fontsize=7, color="white" if value > 0.6 else "black")
+    ax.set_xticks(range(grid.shape[1]), grid.columns)
+    ax.set_yticks(range(grid.shape[0]), grid.index)
+    ax.set_title(f"{metric.upper()} by {attrs[0]} x {attrs[1]}")
+    fig.colorbar(image, ax=ax)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def _fmt(value, ci=None) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    text = f"{value:.3f}"
+    if ci and not any(c is None or math.isnan(c) for c in ci):
+        text += f" [{ci[0]:.3f}, {ci[1]:.3f}]"
+    return text
+
+
+def summary(report: dict) -> str:
+    """The printed summary: per-group rates, detection failures, comparisons, flags."""
+    table = report["groups"]
+    lines = [f"Fairness of {report['model']} on {report['rows']} faces ({report['part']}); "
+             f"threshold {report['threshold']:.3f}, {report['n_boot']} bootstrap resamples"]
+    lines.append(f"{'attribute':9s} {'group':10s} {'n':>5s} {'no face':>8s}  "
+                 f"{'FPR [95% CI]':26s} {'FNR [95% CI]':26s} accuracy")
+    for row in table[table["attribute"].isin(("all",) + ATTRIBUTES)].itertuples():
+        lines.append(f"{row.attribute:9s} {row.group:10s} {row.n:5d} {row.n_no_face:8d}  "
+                     f"{_fmt(row.fpr, (row.fpr_lo, row.fpr_hi)):26s} "
+                     f"{_fmt(row.fnr, (row.fnr_lo, row.fnr_hi)):26s} {_fmt(row.accuracy)}")
+    lines.append("Binary comparisons (unprivileged vs privileged; favourable = called real):")
+    for c in report["comparisons"]:
+        if "unavailable" in c:
+            lines.append(f"  {c['name']:18s} unavailable: {c['unavailable']}")
+            continue
+        aod = (f"AOD {_fmt(c['aod'], c['aod_ci'])}" if not math.isnan(c["aod"]) else
+               f"AOD n/a (no fakes on a side); FPR half {_fmt(c['aod_fpr_half'], c['aod_fpr_half_ci'])}")
+        odds = c["equalized_odds"]
+        eod = "EOD (FPR only)" if odds["basis"].startswith("FPR") else "EOD"
+        lines.append(f"  {c['name']:18s} DIR {_fmt(c['dir'], c['dir_ci'])}  {aod}  "
+                     f"{eod} {_fmt(odds['value'])}")
+    lines.append("Flags:" if report["flags"] else "Flags: none")
+    lines += [f"  - {flag}" for flag in report["flags"]]
+    return "\n".join(lines)
+
+
+def write_report(report: dict, out: Path) -> Path:
+    """fairness.json, by_group.csv and the plots into `out`."""
+    out.mkdir(parents=True, exist_ok=True)
+    table = report["groups"]
+    table.to_csv(out / "by_group.csv", index=False)
+    report["scores"].to_csv(out / "scores.csv", index=False)
+    plots = [plot_rates(table, a, out / f"rates_{a}.png") for a in ATTRIBUTES
+             if (table["attribute"] == a).any()]
+    plots += [plot_heatmap(table, attrs, out / f"heatmap_{'_x_'.join(attrs)}.png")
+              for attrs in INTERSECTIONS if (table["attribute"] == " x ".join(attrs)).any()]
+    payload = {k: v for k, v in report.items() if k not in ("groups", "scores")}
+    payload["groups"] = table.to_dict(orient="records")
+    payload["plots"] = [p.name for p in plots]
+    (out / "fairness.json").write_text(json.dumps(_clean(payload), indent=2))
+    return out
+
+
+# ----------------------------------------------------------------------------- assess
+
+
+def _trained_on(model, labels_csv: Path) -> bool:
+    used = model.config.data.fairness_labels if model.config else ""
+    return bool(used) and _labels_path(used, model.config.data.root).resolve() == labels_csv.resolve()
+
+
+def _labels_path(path: str, root: str = "") -> Path:
+    """A labels CSV as given, else relative to the data root (e.g. fairness/labels.csv)."""
+    candidate = Path(path).expanduser()
+    if candidate.is_file() or candidate.is_absolute():
+        return candidate
+    return data_root(root or None) / candidate
+
+
+def assess(model_path, labels_csv, out=None, threshold: float | None = None,
+           limit: int | None = None, seed: int = 0, labels_format: str | None = None,
+           all_rows: bool = False, n_boot: int = N_BOOT, progress: bool = True) -> dict:
+    """Score the labelled faces with a model and write the fairness report.
+
+    Assesses the assessment part of `split_labels` (the faces training never sees) unless
+    `all_rows`; `limit` takes a stratified subsample of that. Writes to `out` (default: the
+    model's folder/fairness) and returns the report (JSON-ready except the DataFrames `groups`,
+    one row per group, and `scores`, one row per face).
+    """
+    from fakeface_tf.artifacts import load_model
+
+    if seed < 0 or n_boot < 1:
+        raise FakefaceError(f"--seed must be >= 0 and --n-boot >= 1, got {seed} and {n_boot}")
+    model = load_model(model_path)
+    labels_csv = Path(labels_csv)
+    df = load_labels(labels_csv, labels_format)
+    if all_rows and _trained_on(model, labels_csv):
+        raise FakefaceError(f"{model.root} was trained on part of {labels_csv}; "
+                            "assess its held-out part (drop --all-rows)")
+    part = "all rows" if all_rows else (f"assessment part: split seed {SPLIT_SEED}, "
+                                        f"{TEST_FRACTION:.0%} of each race x gender x age stratum")
+    if not all_rows:
+        df = split_labels(df)[1]
+    if limit:
+        df = stratified_sample(df, limit, seed)
+        part += f", stratified subsample of {limit}"
+    threshold = model.threshold if threshold is None else float(threshold)
+    scored = score(model, df, threshold, progress)
+    report = fairness_report(scored["label"].map(LABELS), scored["pred"], scored[list(ATTRIBUTES)],
+                             seed, n_boot)
+    report = {"model": str(model.path), "labels": str(labels_csv), "part": part, "rows": len(df),
+              "threshold": threshold, "seed": seed, "n_boot": n_boot,
+              "split": {"seed": SPLIT_SEED, "test_fraction": TEST_FRACTION},
+              "definitions": DEFINITIONS,
+              "no_face": scored.loc[scored["status"] != "ok", ["file", "status", "reason"]]
+              .to_dict(orient="records"),
+              **report, "scores": scored.drop(columns=["path"])}
+    out = Path(out) if out else model.root / "fairness"
+    write_report(report, out)
+    print(summary(report))
+    print(f"Report: {out}")
+    return report
+
+
+def compare(run_a, run_b, labels_csv, out=None, limit: int | None = None, seed: int = 0,
+            labels_format: str | None = None, n_boot: int = N_BOOT,
+            progress: bool = True) -> pd.DataFrame:
+    """Before/after table per group (n, FPR, FNR, accuracy) of two models on the same
+    assessment faces; each model's full report lands in `out`/a and `out`/b."""
+    from fakeface_tf.artifacts import load_model
+
+    out = Path(out) if out else load_model(run_b).root / "fairness-compare"
+    kwargs = dict(limit=limit, seed=seed, labels_format=labels_format, n_boot=n_boot, progress=progress)
+    tables = [assess(run, labels_csv, out=out / side, **kwargs)["groups"]
+              for side, run in (("a", run_a), ("b", run_b))]
+    keys = ["attribute", "group"]
+    columns = ["n", "accuracy", "fpr", "fnr"]
+    table = tables[0][keys + columns].merge(tables[1][keys + columns], on=keys, how="outer",
+                                            suffixes=("_a", "_b"), sort=False)
+    for metric in ("accuracy", "fpr", "fnr"):
+        table[f"{metric}_change"] = table[f"{metric}_b"] - table[f"{metric}_a"]
+    table.to_csv(out / "compare.csv", index=False)
+    print(f"\nA = {run_a}\nB = {run_b}")
+    print(table[table["attribute"].isin(("all",) + ATTRIBUTES)].to_string(
+        index=False, na_rep="n/a", float_format=lambda v: f"{v:.3f}"))
+    print(f"Table: {out / 'compare.csv'}")
+    return table
+
+
+# ---------------------------------------------------------------------------- training
+
+
+def training_dataset(cfg: Config):
+    """The training part of `cfg.data.fairness_labels` as an unbatched tf.data.Dataset of
+    (image float32 HxWxC in [0, 255], label float32), cut like the model's other faces.
+
+    Faces MTCNN cannot find are left out (and counted). Weighting by
+    `cfg.data.fairness_weight` is the caller's (train.py repeats the dataset).
+    """
+    import tensorflow as tf
+
+    labels_csv = _labels_path(cfg.data.fairness_labels, cfg.data.root)
+    train_df, _ = split_labels(load_labels(labels_csv))
+    options = FaceOptions(size=cfg.data.image_size, color=cfg.data.color, margin=cfg.data.margin)
+    faces = face_crops(train_df["path"], options)
+    if not faces.ok.any():
+        raise FakefaceError(f"{labels_csv}: no face found in any of its {len(train_df)} "
+                            "training-part images")
+    labels = train_df["label"].map(LABELS).to_numpy(dtype=np.float32)[faces.ok]
+    print(f"fairness faces: {len(labels)} of {len(train_df)} training-part images from {labels_csv} "
+          f"({(~faces.ok).sum()} without a face)")
+    dataset = tf.data.Dataset.from_tensor_slices((faces.images, labels))
+    return dataset.map(lambda image, label: (tf.cast(image, tf.float32), label))
+
+
+# --------------------------------------------------------------------------------- CLI
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("labels_csv", help="labels CSV: file,label,age,gender,race[,pair_id]")
+    parser.add_argument("--out", default=None, help="output folder (default: beside the model, "
+                        "in fairness/ or, for fairness-compare, RUN_B/fairness-compare/)")
+    parser.add_argument("--format", choices=sorted(FORMATS), default=None,
+                        help="labels CSV layout (default: fairface if it has a service_test "
+                             "column and no label column, else utk)")
+    parser.add_argument("--limit", type=int, default=None,
+                        help="assess a stratified subsample of about N faces")
+    parser.add_argument("--seed", type=int, default=0, help="bootstrap and subsample seed")
+    parser.add_argument("--n-boot", type=int, default=N_BOOT, help="bootstrap resamples")
+
+
+def add_fairness_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", help="run folder, saved_models/ entry, .keras file or SavedModel")
+    _add_common(parser)
+    parser.add_argument("--threshold", type=float, default=None,
+                        help="decision threshold (default: the model's threshold.json, else 0.5)")
+    parser.add_argument("--all-rows", action="store_true",
+                        help="assess every row, not only the held-out assessment part")
+
+
+def run_fairness(args: argparse.Namespace) -> int:
+    assess(args.model, args.labels_csv, out=args.out, threshold=args.threshold, limit=args.limit,
+           seed=args.seed, labels_format=args.format, all_rows=args.all_rows, n_boot=args.n_boot)
+    return 0
+
+
+def add_fairness_compare_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_a", help="the model before (e.g. trained without fairness faces)")
+    parser.add_argument("run_b", help="the model after")
+    _add_common(parser)
+
+
+def run_fairness_compare(args: argparse.Namespace) -> int:
+    compare(args.run_a, args.run_b, args.labels_csv, out=args.out, limit=args.limit,
+            seed=args.seed, labels_format=args.format, n_boot=args.n_boot)
+    return 0

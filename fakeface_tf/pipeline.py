@@ -1,0 +1,89 @@
+"""The main job, end to end on the sample: preprocess, train, evaluate, audit, write the card.
+
+`fakeface main` (and `scripts/main.sh`) runs it. Every stage is the same public function
+the CLI subcommands and notebooks call; this module only chains them and prints a summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from fakeface_tf.config import REPO_ROOT, data_root, load_config
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", default=None,
+                        help="raw data folder (default: $FAKEFACE_DATA or ../shared/data)")
+    parser.add_argument("--config", default=str(REPO_ROOT / "configs" / "fast.yaml"),
+                        help="training config (default: configs/fast.yaml)")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="config overrides, e.g. training.epochs=3")
+    parser.add_argument("--runs-dir", default=str(REPO_ROOT / "runs"))
+    parser.add_argument("--workers", type=int, default=None, help="preprocessing processes")
+    parser.add_argument("--fairness-limit", type=int, default=None,
+                        help="assess at most N fairness faces (stratified); default all")
+    parser.add_argument("--skip-fairness", action="store_true")
+
+
+def run(args: argparse.Namespace) -> int:
+    started = time.time()
+    root = data_root(args.data)
+    overrides = list(args.set)
+    if args.data:
+        overrides.append(f"data.root={root}")
+    cfg = load_config(args.config, overrides)
+    records_dir = Path(cfg.data.path)
+    if not records_dir.is_absolute():
+        records_dir = REPO_ROOT / records_dir
+        cfg.data.path = str(records_dir)
+
+    from fakeface_tf import data, preprocess
+    from fakeface_tf.faces import FaceOptions
+
+    _stage(f"1/5 preprocess {root / 'faces'} -> {records_dir}")
+    options = FaceOptions(size=cfg.data.image_size, color=cfg.data.color, margin=cfg.data.margin)
+    summary = preprocess.preprocess(root / "faces", records_dir, options, workers=args.workers)
+    print(preprocess.format_summary(summary, records_dir))
+    for split in ("train", "valid", "test"):
+        counts = data.count_examples(records_dir, split)
+        print(f"  {split:5s} pipeline: {counts.get('real', 0)} real, {counts.get('fake', 0)} fake")
+
+    from fakeface_tf import train
+
+    _stage(f"2/5 train {cfg.name} ({cfg.model.name}, {cfg.training.epochs} epochs)")
+    run_dir = train.train(cfg, runs_dir=args.runs_dir)
+
+    from fakeface_tf import evaluate
+
+    _stage("3/5 evaluate on the test split (threshold chosen on validation)")
+    metrics = evaluate.evaluate(run_dir, records_dir, split="test", threshold="auto")
+
+    fairness_report = None
+    if not args.skip_fairness and (root / "fairness" / "labels.csv").is_file():
+        from fakeface_tf import fairness
+
+        _stage("4/5 fairness on the labelled real faces")
+        fairness_report = fairness.assess(run_dir, root / "fairness" / "labels.csv",
+                                          limit=args.fairness_limit)
+    else:
+        _stage("4/5 fairness skipped (no fairness/labels.csv)")
+
+    from fakeface_tf import card
+
+    _stage("5/5 model card")
+    card_path = card.write_card(run_dir)
+
+    print(f"\nDone in {time.time() - started:.0f} s. Run folder: {run_dir}")
+    print(json.dumps({k: metrics.get(k) for k in ("accuracy", "roc_auc", "f1", "threshold")},
+                     indent=2, default=str))
+    if fairness_report is not None:
+        print(f"Fairness report: {run_dir / 'fairness'}")
+    print(f"Model card: {card_path}")
+    return 0
+
+
+def _stage(message: str) -> None:
+    print(f"\n== {message}", flush=True)

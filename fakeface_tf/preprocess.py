@@ -1,0 +1,401 @@
+"""`fakeface preprocess SRC OUT`: every image in SRC -> levelled face crop -> sharded TFRecords.
+
+The work is planned up front and deterministically (sorted files -> split -> chunks of
+`shard_size`), so each shard is an independent task for a process pool and a re-run can
+skip what is done. A shard counts as done only when its `.tfrecord` and its manifest part
+both exist under their final names; both are written to a temp name and renamed, so a
+killed run never leaves a half-written shard behind that looks finished.
+
+SRC is the 140k layout (`{train,valid,test}/{real,fake}/`, optionally inside
+`real-vs-fake/`) or a folder with `real/` and `fake/`, split by a seeded hash of each
+file's relative path (the same file always lands in the same split).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import json
+import multiprocessing as mp
+import os
+import platform
+import queue
+import time
+from dataclasses import asdict, dataclass
+from importlib import metadata
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from fakeface_tf import __version__
+from fakeface_tf.errors import FakefaceError
+from fakeface_tf.faces import STATUSES, FaceOptions, check_options
+
+MAX_SHARD_SIZE = 256  # 4 MB of 128x128 gray crops; small enough to resume cheaply
+TARGET_SHARDS = 64  # the automatic shard size aims at this many shards (work for every core)
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+SPLIT_ALIASES = {"train": "train", "valid": "valid", "validation": "valid", "val": "valid",
+                 "test": "test"}
+MANIFEST_FIELDS = ["path", "split", "label", "status", "reason", "shard",
+                   "x", "y", "w", "h", "angle", "confidence"]
+PARTS_DIR = ".parts"  # per-shard manifest parts and the settings of the run
+IMBALANCE_RATIO = 0.8  # warn when the smaller class is under 80% of the larger
+
+
+@dataclass
+class Item:
+    """One input file: absolute path, path relative to SRC, label name and split."""
+
+    path: str
+    rel: str
+    label: str
+    split: str
+
+
+# ---------------------------------------------------------------------------- planning
+
+
+def _class_files(folder: Path, root: Path, label: str, split: str | None,
+                 skipped: list[dict]) -> list[Item]:
+    items = []
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        rel = path.relative_to(root).as_posix()
+        if path.name.startswith("."):
+            continue
+        if path.suffix.lower() not in IMAGE_EXTENSIONS:
+            skipped.append({"path": rel, "split": split or "", "label": label, "status": "skipped",
+                            "reason": f"not an image file extension ({path.suffix or 'none'})"})
+            continue
+        items.append(Item(str(path), rel, label, split or ""))
+    return items
+
+
+def hash_split(rel: str, seed: int, fractions: tuple[float, float, float]) -> str:
+    """train/valid/test for a relative path, from a seeded SHA-256: stable across runs."""
+    digest = hashlib.sha256(f"{seed}:{rel}".encode()).hexdigest()
+    u = int(digest[:16], 16) / 16**16
+    if u < fractions[0]:
+        return "train"
+    return "valid" if u < fractions[0] + fractions[1] else "test"
+
+
+def find_items(src: str | os.PathLike, seed: int = 0,
+               split: tuple[float, float, float] = (0.8, 0.1, 0.1)) -> tuple[list[Item], list[dict], str]:
+    """Every image under SRC with its label and split; non-image files; the layout found."""
+    root = Path(src).expanduser()
+    if not root.is_dir():
+        raise FakefaceError(f"SRC not found or not a folder: {root}")
+    if (root / "real-vs-fake").is_dir():
+        root = root / "real-vs-fake"
+    skipped: list[dict] = []
+    split_dirs = {SPLIT_ALIASES[p.name]: p for p in sorted(root.iterdir())
+                  if p.is_dir() and p.name in SPLIT_ALIASES
+                  and any((p / label).is_dir() for label in ("real", "fake"))}
+    if split_dirs:
+        items = [item for name, folder in split_dirs.items() for label in ("real", "fake")
+                 if (folder / label).is_dir()
+                 for item in _class_files(folder / label, root, label, name, skipped)]
+        return items, skipped, "split folders"
+    if not any((root / label).is_dir() for label in ("real", "fake")):
+        raise FakefaceError(f"{root} holds neither {{train,valid,test}}/{{real,fake}}/ nor "
+                            "real/ and fake/ folders")
+    items = [item for label in ("real", "fake") if (root / label).is_dir()
+             for item in _class_files(root / label, root, label, None, skipped)]
+    for item in items:
+        item.split = hash_split(item.rel, seed, split)
+    return items, skipped, "real/fake folders, hash split"
+
+
+def limit_items(items: list[Item], limit: int, seed: int = 0) -> list[Item]:
+    """At most `limit` items per (split, label), chosen by a seeded hash: stable and unbiased."""
+    def key(item: Item) -> str:
+        return hashlib.sha256(f"limit:{seed}:{item.rel}".encode()).hexdigest()
+
+    kept: dict[tuple[str, str], list[Item]] = {}
+    for item in sorted(items, key=key):
+        group = kept.setdefault((item.split, item.label), [])
+        if len(group) < limit:
+            group.append(item)
+    chosen = {item.rel for group in kept.values() for item in group}
+    return [item for item in items if item.rel in chosen]
+
+
+def auto_shard_size(n_items: int) -> int:
+    """Images per shard when not given: ~TARGET_SHARDS shards, 16..MAX_SHARD_SIZE images each.
+
+    It depends only on the file count, so a re-run of the same SRC plans the same shards.
+    """
+    return min(MAX_SHARD_SIZE, max(16, -(-n_items // TARGET_SHARDS)))
+
+
+def plan_shards(items: list[Item], shard_size: int) -> list[tuple[str, list[Item]]]:
+    """(shard file name, items) for every shard: per split, sorted by path, in chunks."""
+    from fakeface_tf import records
+
+    plan = []
+    for split in records.SPLITS:
+        chosen = sorted((i for i in items if i.split == split), key=lambda i: i.rel)
+        chunks = [chosen[k:k + shard_size] for k in range(0, len(chosen), shard_size)]
+        plan.extend((records.shard_name(split, n, len(chunks)), chunk) for n, chunk in enumerate(chunks))
+    return plan
+
+
+# ----------------------------------------------------------------------------- workers
+
+_progress: "mp.Queue | None" = None
+
+
+def _init_worker(progress_queue, threads: int) -> None:
+    """Each pool process: quiet TF, share the CPUs fairly, report progress to the parent."""
+    global _progress
+    _progress = progress_queue
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import cv2
+    import tensorflow as tf
+
+    cv2.setNumThreads(1)
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _manifest_row(item: Item, crop, shard: str) -> dict:
+    x, y, w, h = crop.box
+    return {"path": item.rel, "split": item.split, "label": item.label, "status": crop.status,
+            "reason": crop.reason, "shard": shard if crop.ok else "",
+            "x": round(x, 2), "y": round(y, 2), "w": round(w, 2), "h": round(h, 2),
+            "angle": round(crop.angle, 3), "confidence": round(crop.confidence, 4)}
+
+
+def _csv_text(rows: list[dict]) -> str:
+    import io
+
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=MANIFEST_FIELDS, restval="")
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue()
+
+
+def run_shard(task: tuple[str, list[Item], str, FaceOptions], on_batch=None) -> str:
+    """Crop one shard's images, write its TFRecord then its manifest part; returns its name."""
+    from fakeface_tf import records
+    from fakeface_tf.faces import crop_files
+
+    name, items, out, options = task
+    report = on_batch or (_progress.put if _progress is not None else None)
+    crops = crop_files([i.path for i in items], options, progress=False, on_batch=report)
+    examples = (records.serialize(c.image, records.LABELS[i.label], path=i.rel, split=i.split,
+                                  box=c.box, angle=c.angle)
+                for i, c in zip(items, crops) if c.ok)
+    records.write(Path(out) / name, examples)
+    rows = [_manifest_row(i, c, name) for i, c in zip(items, crops)]
+    _write_atomic(Path(out) / PARTS_DIR / f"{name}.csv", _csv_text(rows))
+    return name
+
+
+def _is_done(out: Path, name: str) -> bool:
+    return (out / name).is_file() and (out / PARTS_DIR / f"{name}.csv").is_file()
+
+
+def _run_pool(tasks: list, workers: int, bar) -> None:
+    """Run shard tasks in `workers` spawned processes, feeding the progress bar."""
+    ctx = mp.get_context("spawn")
+    progress_queue = ctx.Queue()
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    with ctx.Pool(workers, initializer=_init_worker, initargs=(progress_queue, threads)) as pool:
+        result = pool.map_async(run_shard, tasks, chunksize=1)
+        while not result.ready():
+            try:
+                bar.update(progress_queue.get(timeout=0.2))
+            except queue.Empty:
+                pass
+        result.get()  # re-raises a worker's exception (and the pool is terminated)
+        pool.close()
+        pool.join()  # workers exit cleanly, flushing their last progress messages
+    while not progress_queue.empty():
+        bar.update(progress_queue.get())
+    progress_queue.close()
+    progress_queue.join_thread()
+
+
+# ----------------------------------------------------------------------------- summary
+
+
+def _versions() -> dict:
+    packages = ("tensorflow-cpu", "keras", "mtcnn", "opencv-python-headless", "pillow", "numpy")
+    found = {"fakeface_tf": __version__, "python": platform.python_version()}
+    for name in packages:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+def _counts(rows: list[dict]) -> dict:
+    """{split: {label: {status: n}}} over manifest rows."""
+    counts: dict = {}
+    for row in rows:
+        by_status = counts.setdefault(row["split"] or "none", {}).setdefault(row["label"], {})
+        by_status[row["status"]] = by_status.get(row["status"], 0) + 1
+    return counts
+
+
+def _balance_warnings(counts: dict) -> list[str]:
+    warnings = []
+    for split, by_label in counts.items():
+        ok = {label: by_label.get(label, {}).get("ok", 0) for label in ("real", "fake")}
+        small, large = min(ok.values()), max(ok.values())
+        if large and small < IMBALANCE_RATIO * large:
+            warnings.append(f"{split} is imbalanced: {ok['real']} real vs {ok['fake']} fake faces")
+    return warnings
+
+
+def _read_parts(out: Path, names: list[str]) -> list[dict]:
+    rows = []
+    for name in names:
+        with open(out / PARTS_DIR / f"{name}.csv", newline="") as f:
+            rows.extend(csv.DictReader(f))
+    return rows
+
+
+def _prepare_out(out: Path, settings: dict) -> None:
+    """Create OUT (clear error if impossible) and refuse to mix runs with other settings."""
+    try:
+        (out / PARTS_DIR).mkdir(parents=True, exist_ok=True)
+        probe = out / PARTS_DIR / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise FakefaceError(f"cannot write to OUT {out}: {exc.strerror or exc}") from None
+    saved = out / PARTS_DIR / "settings.json"
+    if saved.is_file() and json.loads(saved.read_text()) != settings:
+        raise FakefaceError(f"{out} holds shards made with other settings ({saved}); "
+                            "use a new OUT folder or delete it")
+    _write_atomic(saved, json.dumps(settings, indent=2, sort_keys=True))
+
+
+def parse_split(text: str) -> tuple[float, float, float]:
+    try:
+        parts = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        parts = ()
+    if len(parts) != 3 or min(parts) < 0 or abs(sum(parts) - 1.0) > 1e-6:
+        raise FakefaceError(f"--split expects three fractions summing to 1, e.g. 0.8,0.1,0.1; got {text!r}")
+    return parts
+
+
+def preprocess(src, out, options: FaceOptions = FaceOptions(), workers: int | None = None,
+               shard_size: int | None = None, seed: int = 0,
+               split: tuple[float, float, float] = (0.8, 0.1, 0.1), progress: bool = True,
+               limit: int | None = None) -> dict:
+    """Crop every face in SRC into OUT's shards, manifest.csv and preprocess.json.
+
+    `limit` keeps at most that many files per split and class (a seeded hash picks them),
+    for quick trials and the notebooks' fast mode.
+
+    Resumable: shards already finished in OUT are kept. `shard_size` None picks
+    `auto_shard_size`. Returns the preprocess.json dict.
+    """
+    start = time.time()
+    check_options(options)
+    items, skipped, layout = find_items(src, seed, split)
+    if limit:
+        items = limit_items(items, limit, seed)
+    shard_size = shard_size or auto_shard_size(len(items))
+    if shard_size < 1:
+        raise FakefaceError(f"--shard-size must be >= 1, got {shard_size}")
+    out = Path(out).expanduser()
+    settings = {"src": str(Path(src).expanduser().resolve()), "layout": layout, "limit": limit,
+                "face": asdict(options), "shard_size": shard_size, "seed": seed,
+                "split": list(split) if layout.endswith("hash split") else "from folders"}
+    _prepare_out(out, settings)
+    plan = plan_shards(items, shard_size)
+    todo = [(name, chunk, str(out), options) for name, chunk in plan if not _is_done(out, name)]
+    workers = max(1, min(workers or os.cpu_count() or 1, len(todo) or 1))
+    bar = tqdm(total=len(items), desc="preprocess", unit="img", disable=not progress)
+    bar.update(len(items) - sum(len(t[1]) for t in todo))
+    if workers == 1:
+        for task in todo:
+            run_shard(task, on_batch=bar.update)
+    elif todo:
+        _run_pool(todo, workers, bar)
+    bar.close()
+
+    rows = _read_parts(out, [name for name, _ in plan]) + skipped
+    _write_atomic(out / "manifest.csv", _csv_text(rows))
+    counts = _counts(rows)
+    statuses = {s: sum(1 for r in rows if r["status"] == s) for s in (*STATUSES, "skipped")}
+    summary = {
+        "settings": settings,
+        "files": len(rows),
+        "status": {k: v for k, v in statuses.items() if v},
+        "records": {s: sum(by.get("ok", 0) for by in counts.get(s, {}).values())
+                    for s in ("train", "valid", "test")},
+        "counts": counts,
+        "warnings": _balance_warnings({s: c for s, c in counts.items() if s != "none"}),
+        "shards": [name for name, _ in plan],
+        "shards_reused": len(plan) - len(todo),
+        "workers": workers,
+        "versions": _versions(),
+        "seconds": round(time.time() - start, 2),
+    }
+    _write_atomic(out / "preprocess.json", json.dumps(summary, indent=2))
+    return summary
+
+
+def format_summary(summary: dict, out) -> str:
+    """The lines printed at the end of `fakeface preprocess`."""
+    records = summary["records"]
+    lines = [
+        f"preprocess: {summary['files']} files -> {sum(records.values())} faces in "
+        f"{len(summary['shards'])} shards ({summary['shards_reused']} reused) in {summary['seconds']:.1f} s",
+        "  records: " + ", ".join(f"{s} {n}" for s, n in records.items()),
+        "  status: " + ", ".join(f"{s} {n}" for s, n in summary["status"].items()),
+    ]
+    lines += [f"  warning: {w}" for w in summary["warnings"]]
+    lines.append(f"  manifest: {Path(out) / 'manifest.csv'} (one row per file, with the reason "
+                 "for every file without a face)")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------- CLI
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("src", help="image folder: {train,valid,test}/{real,fake}/ or real/ + fake/")
+    parser.add_argument("out", help="output folder for the TFRecord shards, manifest.csv, preprocess.json")
+    parser.add_argument("--size", type=int, default=128, help="crop side in pixels (default 128)")
+    parser.add_argument("--color", choices=("gray", "rgb"), default="gray", help="default gray")
+    parser.add_argument("--workers", type=int, default=None, help="processes (default: CPU cores)")
+    parser.add_argument("--shard-size", type=int, default=None,
+                        help=f"images per shard (default: about {TARGET_SHARDS} shards, "
+                             f"16 to {MAX_SHARD_SIZE} images each)")
+    parser.add_argument("--margin", type=float, default=0.2,
+                        help="border on each side of the face, fraction of its size (default 0.2)")
+    parser.add_argument("--min-face", type=int, default=24, help="smallest face side in px (default 24)")
+    parser.add_argument("--min-confidence", type=float, default=0.9,
+                        help="smallest MTCNN confidence accepted (default 0.9)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the hash split (default 0)")
+    parser.add_argument("--split", default="0.8,0.1,0.1",
+                        help="train,valid,test fractions for a real/ + fake/ folder (default 0.8,0.1,0.1)")
+    parser.add_argument("--limit", type=int, default=None,
+                        help="at most N files per split and class (seeded pick; quick trials)")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    options = FaceOptions(size=args.size, color=args.color, margin=args.margin,
+                          min_face=args.min_face, min_confidence=args.min_confidence)
+    summary = preprocess(args.src, args.out, options, workers=args.workers,
+                         shard_size=args.shard_size, seed=args.seed, split=parse_split(args.split),
+                         progress=not args.no_progress, limit=args.limit)
+    print(format_summary(summary, args.out))
+    return 0

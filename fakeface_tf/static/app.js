@@ -1,0 +1,117 @@
+// fakeface single page: upload an image, show the verdict, the face box and the heatmap.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const els = {
+  drop: $("drop"), file: $("file"), preview: $("preview"), dropText: $("drop-text"),
+  method: $("method"), opacity: $("opacity"), opacityValue: $("opacity-value"),
+  status: $("status"), error: $("error"), result: $("result"),
+  verdict: $("verdict"), reason: $("reason"), probBlock: $("prob-block"),
+  probFill: $("prob-fill"), thresholdMark: $("threshold-mark"), probText: $("prob-text"),
+  details: $("details"), boxed: $("boxed"), heatFigure: $("heat-figure"),
+  heatBase: $("heat-base"), heatmap: $("heatmap"), heatCaption: $("heat-caption"),
+};
+const METHOD_NAMES = { "gradcam++": "Grad-CAM++", smoothgrad: "SmoothGrad", scorecam: "Score-CAM" };
+let currentFile = null;
+let busy = false;
+
+const pct = (x) => `${(100 * x).toFixed(1)}%`;
+
+function showError(message) {
+  els.error.textContent = message;
+  els.error.hidden = false;
+}
+
+function setBusy(on) {
+  busy = on;
+  els.status.hidden = !on;
+  els.method.disabled = on;
+  els.drop.setAttribute("aria-busy", on ? "true" : "false");
+}
+
+function chooseFile(file) {
+  if (!file) return;
+  currentFile = file;
+  els.preview.src = URL.createObjectURL(file);
+  els.preview.hidden = false;
+  const name = document.createElement("strong");
+  name.textContent = file.name;
+  els.dropText.replaceChildren(name, document.createElement("br"), "drop or click for another image");
+  analyse();
+}
+
+async function analyse() {
+  if (!currentFile || busy) return;
+  els.error.hidden = true;
+  setBusy(true);
+  const form = new FormData();
+  form.append("file", currentFile);
+  form.append("explain", els.method.value);
+  try {
+    const response = await fetch("/api/predict", { method: "POST", body: form });
+    let body = null;
+    try { body = await response.json(); } catch (_) { /* not JSON */ }
+    if (!response.ok) {
+      const reason = body && body.error ? body.error : `the server answered ${response.status}`;
+      throw new Error(`Could not analyse this file: ${reason}`);
+    }
+    render(body);
+  } catch (err) {
+    els.result.hidden = true;
+    showError(err instanceof TypeError ? "Could not reach the server. Is `fakeface serve` still running?" : err.message);
+  } finally {
+    setBusy(false);
+  }
+}
+
+function render(r) {
+  const kind = r.verdict === "fake face" ? "fake" : r.verdict === "real face" ? "real" : "none";
+  els.verdict.textContent = r.verdict;
+  els.verdict.className = `verdict ${kind}`;
+  els.reason.textContent = kind === "none" ? (r.face_reason || "no face was found") : "";
+
+  els.probBlock.hidden = r.probability === null;
+  if (r.probability !== null) {
+    els.probFill.style.width = pct(r.probability);
+    els.thresholdMark.style.left = pct(r.threshold);
+    els.probText.textContent = `P(fake) ${pct(r.probability)}`;
+  }
+  const rows = [["threshold", pct(r.threshold)], ["face", r.face_status]];
+  if (r.box) rows.push(["box", r.box.map((v) => Math.round(v)).join(", ") + " (x, y, w, h)"]);
+  if (r.box) rows.push(["eye angle", `${r.angle.toFixed(1)}°`]);
+  if (r.face_confidence) rows.push(["face confidence", pct(r.face_confidence)]);
+  els.details.replaceChildren(...rows.flatMap(([k, v]) => {
+    const dt = document.createElement("dt"); dt.textContent = k;
+    const dd = document.createElement("dd"); dd.textContent = v;
+    return [dt, dd];
+  }));
+
+  const png = (b64) => `data:image/png;base64,${b64}`;
+  els.boxed.src = png(r.images.boxed);
+  els.heatFigure.hidden = !r.images.heatmap;
+  if (r.images.heatmap) {
+    els.heatBase.src = png(r.images.boxed);
+    els.heatmap.src = png(r.images.heatmap);
+    els.heatCaption.textContent = `${METHOD_NAMES[r.explain] || r.explain}: bright = pushed the model towards "${r.verdict}"`;
+    applyOpacity();
+  }
+  els.result.hidden = false;
+}
+
+function applyOpacity() {
+  els.opacityValue.textContent = `${els.opacity.value}%`;
+  els.heatmap.style.opacity = els.opacity.value / 100;
+}
+
+els.file.addEventListener("change", () => chooseFile(els.file.files[0]));
+els.method.addEventListener("change", analyse);
+els.opacity.addEventListener("input", applyOpacity);
+els.drop.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") els.file.click(); });
+["dragenter", "dragover"].forEach((t) => els.drop.addEventListener(t, (e) => {
+  e.preventDefault(); els.drop.classList.add("over");
+}));
+["dragleave", "drop"].forEach((t) => els.drop.addEventListener(t, (e) => {
+  e.preventDefault(); els.drop.classList.remove("over");
+}));
+els.drop.addEventListener("drop", (e) => chooseFile(e.dataTransfer.files[0]));
+applyOpacity();

@@ -1,0 +1,378 @@
+"""Train a model from a config into an isolated, reproducible, resumable run folder.
+
+`runs/<name>-<config digest>-<YYYYmmdd-HHMMSS>/` holds the resolved `config.yaml`, `env.json`,
+`history.csv`, `tensorboard/`, `checkpoints/{best,last}.keras`, `metrics.json` (validation
+metrics of the best checkpoint), `model.keras` and `saved_model/` (serving signature: uint8
+NxHxWxC -> {"prob": (N, 1)}). The exported files are copied to `saved_models/<run id>/`.
+`state.json` records finished epochs, so `fakeface train --resume RUN_DIR` picks up after the
+last completed epoch with the optimizer state of `checkpoints/last.keras`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.metadata
+import json
+import math
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+
+from fakeface_tf.config import REPO_ROOT, Config, load_config
+from fakeface_tf.errors import FakefaceError
+from fakeface_tf.models import build_model, check_model_config
+
+PACKAGES = ("tensorflow", "tensorflow-cpu", "keras", "numpy", "keras-tuner", "scikit-learn",
+            "opencv-python-headless", "mtcnn", "fakeface_tf")
+EXPORTED = ("config.yaml", "env.json", "history.csv", "metrics.json", "model.keras", "saved_model")
+METRICS = ("loss", "accuracy", "auc", "precision", "recall")
+
+
+def records_path(cfg: Config) -> Path:
+    """`data.path`, looked up under the repository when relative and absent from the cwd;
+    checked to hold training shards."""
+    from fakeface_tf import data
+
+    path = Path(cfg.data.path).expanduser()
+    if not path.is_absolute() and not path.exists() and (REPO_ROOT / path).exists():
+        path = REPO_ROOT / path
+    data.resolve_files(path, "train")
+    return path
+
+
+def environment(cfg: Config) -> dict:
+    """What produced a run: versions, git state, devices, seed."""
+    versions = {}
+    for name in PACKAGES:
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            versions[name] = importlib.metadata.version(name)
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "packages": versions,
+        "git": _git_state(),
+        "devices": [d.name for d in tf.config.list_logical_devices()],
+        "seed": cfg.training.seed,
+        "deterministic": cfg.training.deterministic,
+        "distribute": cfg.distribute,
+        "mixed_precision": cfg.mixed_precision,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+
+
+def _git_state() -> dict:
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(REPO_ROOT), *args], capture_output=True,
+                              text=True, check=True, timeout=20).stdout.strip()
+
+    try:
+        return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain"))}
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+
+
+def _new_run_dir(cfg: Config, runs_dir: Path) -> Path:
+    """Create `<name>-<digest>-<timestamp>`; a same-second clash waits for the next second."""
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    while True:
+        run_dir = runs_dir / f"{cfg.name}-{cfg.digest()}-{time.strftime('%Y%m%d-%H%M%S')}"
+        try:
+            run_dir.mkdir()
+            return run_dir
+        except FileExistsError:
+            time.sleep(0.25)
+
+
+def _strategy(cfg: Config) -> tf.distribute.Strategy:
+    if cfg.distribute == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if cfg.distribute == "multiworker":  # workers and their roles come from $TF_CONFIG
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def _optimizer(cfg: Config, total_steps: int) -> keras.optimizers.Optimizer:
+    opt = cfg.optimizer
+    lr = opt.lr
+    if opt.schedule == "cosine":
+        lr = keras.optimizers.schedules.CosineDecay(opt.lr, decay_steps=max(total_steps, 1))
+    elif opt.schedule != "constant":
+        raise FakefaceError(f"optimizer.schedule must be constant or cosine, got '{opt.schedule}'")
+    decay = opt.weight_decay or None
+    makers = {
+        "adam": lambda: keras.optimizers.Adam(lr, weight_decay=decay),
+        "adamw": lambda: keras.optimizers.AdamW(lr, weight_decay=opt.weight_decay or 0.004),
+        "sgd": lambda: keras.optimizers.SGD(lr, momentum=0.9, weight_decay=decay),
+        "rmsprop": lambda: keras.optimizers.RMSprop(lr, weight_decay=decay),
+    }
+    if opt.name not in makers:
+        raise FakefaceError(f"optimizer.name must be one of {', '.join(makers)}, got '{opt.name}'")
+    return makers[opt.name]()
+
+
+def compile_model(model: keras.Model, cfg: Config, total_steps: int) -> keras.Model:
+    model.compile(
+        optimizer=_optimizer(cfg, total_steps),
+        loss=keras.losses.BinaryCrossentropy(label_smoothing=cfg.training.label_smoothing),
+        metrics=[
+            keras.metrics.BinaryAccuracy(name="accuracy"),
+            keras.metrics.AUC(name="auc"),
+            keras.metrics.Precision(name="precision"),
+            keras.metrics.Recall(name="recall"),
+        ],
+    )
+    return model
+
+
+def _datasets(cfg: Config, strategy: tf.distribute.Strategy):
+    """(train, valid, steps per epoch) for `cfg`, fairness faces mixed in when configured."""
+    from fakeface_tf import data
+
+    path = records_path(cfg)
+    expected = (cfg.data.image_size, cfg.data.image_size, cfg.data.channels)
+    found = tuple(data.image_shape(path))
+    if found != expected:
+        raise FakefaceError(
+            f"data.path {path} holds {found} images but the config asks for {expected} "
+            "(data.image_size, data.color); preprocess again or change the config"
+        )
+    batch, seed = cfg.training.batch_size, cfg.training.seed
+    fixed_steps = cfg.training.steps_per_epoch
+    steps = fixed_steps or _batches(path, "train", batch)
+    train_ds = data.make_dataset(path, "train", batch_size=batch, training=True,
+                                 augment=cfg.augment, seed=seed, repeat=bool(fixed_steps),
+                                 cache=True)
+    if not fixed_steps:  # a known length spares Keras guessing where an epoch ends
+        train_ds = train_ds.apply(tf.data.experimental.assert_cardinality(steps))
+    if cfg.data.fairness_labels:
+        from fakeface_tf import fairness
+
+        extra = fairness.training_dataset(cfg).repeat(round(cfg.data.fairness_weight))
+        train_ds = (train_ds.unbatch().concatenate(extra)
+                    .shuffle(8192, seed=seed).batch(batch).prefetch(tf.data.AUTOTUNE))
+    valid_ds = data.make_dataset(path, "valid", batch_size=batch, cache=True).apply(
+        tf.data.experimental.assert_cardinality(_batches(path, "valid", batch)))
+    if strategy.num_replicas_in_sync > 1 or cfg.distribute == "multiworker":
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+        train_ds, valid_ds = train_ds.with_options(options), valid_ds.with_options(options)
+    return train_ds, valid_ds, steps, (fixed_steps or None)
+
+
+def _batches(path: Path, split: str, batch: int) -> int:
+    from fakeface_tf import data
+
+    return math.ceil(sum(data.count_examples(path, split).values()) / batch)
+
+
+class _LogLearningRate(keras.callbacks.Callback):
+    """Adds the current learning rate to the epoch logs (history.csv column `lr`)."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["lr"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+
+
+class _SaveState(keras.callbacks.Callback):
+    """Writes state.json after every epoch: epochs done, best val AUC so far, training time."""
+
+    def __init__(self, path: Path, best: keras.callbacks.ModelCheckpoint, seconds_before: float):
+        super().__init__()
+        self.path, self.best = path, best
+        self.started, self.seconds_before = time.time(), seconds_before
+
+    def on_epoch_end(self, epoch, logs=None):
+        state = {
+            "epochs_done": epoch + 1,
+            "best_val_auc": None if self.best.best is None else float(self.best.best),
+            "train_seconds": round(self.seconds_before + time.time() - self.started, 1),
+            "finished": False,
+        }
+        self.path.write_text(json.dumps(state, indent=2))
+
+
+def _callbacks(run_dir: Path, cfg: Config, state: dict) -> list:
+    ckpt = run_dir / "checkpoints"
+    ckpt.mkdir(exist_ok=True)
+    best = keras.callbacks.ModelCheckpoint(ckpt / "best.keras", monitor="val_auc", mode="max",
+                                           save_best_only=True,
+                                           initial_value_threshold=state.get("best_val_auc"))
+    callbacks = [
+        _LogLearningRate(),
+        best,
+        keras.callbacks.ModelCheckpoint(ckpt / "last.keras"),
+        keras.callbacks.CSVLogger(run_dir / "history.csv", append=True),
+        keras.callbacks.TensorBoard(run_dir / "tensorboard", write_graph=False, profile_batch=0),
+        _SaveState(run_dir / "state.json", best, state.get("train_seconds", 0.0)),
+    ]
+    if cfg.training.early_stopping > 0:
+        callbacks.append(keras.callbacks.EarlyStopping(
+            monitor="val_auc", mode="max", patience=cfg.training.early_stopping))
+    return callbacks
+
+
+def _truncate_history(path: Path, epochs_done: int) -> None:
+    """Drop history rows past the last completed epoch (written just before an interruption)."""
+    if path.is_file():
+        lines = path.read_text().splitlines(keepends=True)
+        path.write_text("".join(lines[: epochs_done + 1]))
+
+
+@contextlib.contextmanager
+def _precision(cfg: Config):
+    """Global seeds, op determinism and the dtype policy for the span of one training."""
+    keras.utils.set_random_seed(cfg.training.seed)
+    if cfg.training.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    previous = keras.config.dtype_policy().name
+    keras.config.set_dtype_policy("mixed_float16" if cfg.mixed_precision else "float32")
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def export_saved_model(model: keras.Model, path: Path) -> Path:
+    """TF SavedModel whose `serving_default` takes uint8 NxHxWxC and returns {"prob": (N, 1)}."""
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    spec = tf.TensorSpec((None, *model.input_shape[1:]), tf.uint8, name="images")
+    archive.add_endpoint(
+        "serve",
+        lambda images: {"prob": tf.cast(model(tf.cast(images, tf.float32), training=False),
+                                        tf.float32)},
+        input_signature=[spec],
+    )
+    archive.write_out(str(path), verbose=False)
+    return path
+
+
+def validation_metrics(model: keras.Model, valid_ds) -> dict:
+    values = model.evaluate(valid_ds, verbose=0, return_dict=True)
+    result = {name: float(values[name]) for name in METRICS}
+    p, r = result["precision"], result["recall"]
+    result["f1"] = 2 * p * r / (p + r) if p + r > 0 else 0.0
+    return result
+
+
+def _fit(cfg: Config, run_dir: Path, progress: bool, saved_models_dir: Path,
+         extra_callbacks: list | None) -> Path:
+    """Train (or continue, per state.json) then evaluate, export and publish the best model."""
+    state_file = run_dir / "state.json"
+    state = json.loads(state_file.read_text()) if state_file.is_file() else {}
+    last = run_dir / "checkpoints" / "last.keras"
+    if not last.is_file():
+        state = {}
+    epochs_done = state.get("epochs_done", 0)
+    with _precision(cfg):
+        strategy = _strategy(cfg)
+        train_ds, valid_ds, steps, fixed_steps = _datasets(cfg, strategy)
+        with strategy.scope():
+            if epochs_done:
+                model = keras.models.load_model(last)
+            else:
+                model = compile_model(build_model(cfg), cfg, steps * cfg.training.epochs)
+        _truncate_history(run_dir / "history.csv", epochs_done)
+        if epochs_done < cfg.training.epochs and not state.get("stopped_early"):
+            try:
+                model.fit(train_ds, validation_data=valid_ds, epochs=cfg.training.epochs,
+                          initial_epoch=epochs_done, steps_per_epoch=fixed_steps,
+                          callbacks=_callbacks(run_dir, cfg, state) + list(extra_callbacks or []),
+                          shuffle=False, verbose=1 if progress else 0)
+            except KeyboardInterrupt:
+                print(f"\ninterrupted; continue with: fakeface train --resume {run_dir}",
+                      file=sys.stderr)
+                raise
+        with strategy.scope():
+            best = keras.models.load_model(run_dir / "checkpoints" / "best.keras")
+        metrics = validation_metrics(best, valid_ds)
+    state = json.loads(state_file.read_text())
+    epochs = len((run_dir / "history.csv").read_text().splitlines()) - 1
+    metrics.update(split="valid", threshold=0.5, epochs=epochs,
+                   train_seconds=state.get("train_seconds", 0.0))
+    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    best.save(run_dir / "model.keras")
+    export_saved_model(best, run_dir / "saved_model")
+    state.update(finished=True, stopped_early=epochs < cfg.training.epochs)
+    state_file.write_text(json.dumps(state, indent=2))
+    _publish(run_dir, saved_models_dir)
+    return run_dir
+
+
+def _publish(run_dir: Path, saved_models_dir: Path) -> Path:
+    """Copy the exported model and its records to `saved_models/<run id>/`."""
+    target = saved_models_dir / run_dir.name
+    if target.exists():
+        shutil.rmtree(target)
+    target.mkdir(parents=True)
+    for name in EXPORTED:
+        source = run_dir / name
+        if source.is_dir():
+            shutil.copytree(source, target / name)
+        elif source.is_file():
+            shutil.copy2(source, target / name)
+    return target
+
+
+def _saved_models_dir(runs_dir: Path, saved_models_dir) -> Path:
+    """`saved_models/` beside the runs folder unless given (tests keep it in tmp)."""
+    return Path(saved_models_dir) if saved_models_dir else runs_dir.resolve().parent / "saved_models"
+
+
+def train(cfg: Config, runs_dir: str | Path = "runs", progress: bool = True,
+          saved_models_dir: str | Path | None = None, callbacks: list | None = None) -> Path:
+    """Train `cfg` into a new run folder under `runs_dir` and return that folder.
+
+    `callbacks` are extra Keras callbacks (tune reports through them); `saved_models_dir`
+    defaults to `saved_models/` beside `runs_dir`.
+    """
+    cfg.validate()
+    runs_dir = Path(runs_dir)
+    check_model_config(cfg)  # fail before creating an empty run folder
+    records_path(cfg)
+    run_dir = _new_run_dir(cfg, runs_dir)
+    cfg.save(run_dir / "config.yaml")
+    (run_dir / "env.json").write_text(json.dumps(environment(cfg), indent=2))
+    print(f"run folder: {run_dir}")
+    return _fit(cfg, run_dir, progress, _saved_models_dir(runs_dir, saved_models_dir), callbacks)
+
+
+def resume(run_dir: str | Path, progress: bool = True, saved_models_dir: str | Path | None = None,
+           callbacks: list | None = None) -> Path:
+    """Continue an interrupted run after its last completed epoch (or just finish its export)."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").is_file():
+        raise FakefaceError(f"--resume: {run_dir} is not a run folder (no config.yaml)")
+    cfg = load_config(run_dir / "config.yaml")
+    return _fit(cfg, run_dir, progress, _saved_models_dir(run_dir.parent, saved_models_dir),
+                callbacks)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", nargs="?", help="YAML config, e.g. configs/fast.yaml")
+    parser.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                        help="override config values, e.g. --set model.dropout=0.3 optimizer.lr=1e-3")
+    parser.add_argument("--runs-dir", default="runs", help="where run folders go (default: runs)")
+    parser.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run folder")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.resume:
+        run_dir = resume(args.resume, progress=not args.quiet)
+    elif args.config:
+        run_dir = train(load_config(args.config, args.set), args.runs_dir, progress=not args.quiet)
+    else:
+        raise FakefaceError("give a CONFIG file (e.g. configs/fast.yaml) or --resume RUN_DIR")
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    print(f"run folder: {run_dir}")
+    print("validation: " + ", ".join(
+        f"{k} {metrics[k]:.4f}" for k in ("accuracy", "auc", "f1", "loss")))
+    return 0

@@ -1,0 +1,49 @@
+"""Shipped configs load; YAML -> Config -> YAML is lossless; --set errors name the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from fakeface_tf.config import REPO_ROOT, apply_overrides, from_dict, load_config
+from fakeface_tf.errors import FakefaceError
+from fakeface_tf.models import MODELS, check_model_config
+
+CONFIGS = sorted(p for p in (REPO_ROOT / "configs").glob("*.yaml") if not p.stem.startswith("space"))
+
+
+def test_every_registry_model_ships_a_config():
+    assert {p.stem for p in CONFIGS} >= set(MODELS)
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
+def test_shipped_config_round_trips_and_names_a_buildable_model(path: Path, tmp_path):
+    cfg = load_config(path)
+    check_model_config(cfg)
+    assert cfg.data.path == "data/records" and cfg.name == path.stem
+    cfg.save(tmp_path / "again.yaml")
+    again = load_config(tmp_path / "again.yaml")
+    assert again == cfg and again.to_yaml() == cfg.to_yaml()
+    assert from_dict(yaml.safe_load(cfg.to_yaml())).digest() == cfg.digest()
+
+
+def test_overrides_are_typed_and_change_the_digest():
+    base = load_config(REPO_ROOT / "configs" / "fast.yaml")
+    cfg = apply_overrides(base, ["model.dropout=0.1", "optimizer.lr=1e-4", "training.epochs=3",
+                                 "model.freq_branch=false"])
+    assert (cfg.model.dropout, cfg.optimizer.lr, cfg.training.epochs) == (0.1, 1e-4, 3)
+    assert cfg.model.freq_branch is False and cfg.digest() != base.digest()
+
+
+@pytest.mark.parametrize("override, message", [
+    ("model.nope=1", "unknown config key 'model.nope'"),
+    ("training.batch_size=big", "config key 'training.batch_size' expects int"),
+    ("training.epochs=0", "training.epochs must be >= 1"),
+    ("no_equals_sign", "--set expects key=value"),
+])
+def test_bad_override_is_one_clear_line(override, message):
+    with pytest.raises(FakefaceError) as info:
+        apply_overrides(load_config(REPO_ROOT / "configs" / "fast.yaml"), [override])
+    assert message in str(info.value) and "\n" not in str(info.value)

@@ -1,0 +1,111 @@
+"""tf.data pipelines over face-crop TFRecords (fakeface_tf.data), on tiny synthetic shards."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from fakeface_tf import data, records
+from fakeface_tf.config import AugmentConfig
+from fakeface_tf.errors import FakefaceError
+
+NO_AUGMENT = AugmentConfig(flip=False, rotation=0, zoom=0, shear=0, brightness=0, jpeg_quality=0, blur=0)
+
+
+def collect(ds) -> tuple[np.ndarray, np.ndarray]:
+    batches = list(ds)
+    return (np.concatenate([b[0].numpy() for b in batches]),
+            np.concatenate([b[1].numpy() for b in batches]))
+
+
+def test_eval_batches_are_float_pixels_in_record_order(tiny_records):
+    images, labels = collect(data.make_dataset(tiny_records, "valid", batch_size=10))
+    stored = records.read_all(tiny_records, "valid")
+    assert images.dtype == np.float32 and labels.dtype == np.float32
+    assert images.shape == (32, 32, 32, 1)
+    assert np.array_equal(images, np.stack([ex["image"] for ex in stored]).astype(np.float32))
+    assert np.array_equal(labels, [ex["label"] for ex in stored])
+
+
+def test_unit_range_divides_by_255(tiny_records):
+    raw, _ = collect(data.make_dataset(tiny_records, "test", batch_size=16))
+    unit, _ = collect(data.make_dataset(tiny_records, "test", batch_size=16, unit_range=True))
+    assert unit.max() <= 1.0
+    np.testing.assert_allclose(unit * 255.0, raw, atol=1e-4)
+
+
+def test_meta_holds_path_group_box_angle(tiny_records):
+    images, labels, meta = next(iter(data.make_dataset(tiny_records, "test", batch_size=4,
+                                                       with_meta=True)))
+    assert set(meta) == {"path", "group", "box", "angle"}
+    assert meta["path"].numpy().tolist() == [f"test/{j}.jpg".encode() for j in range(4)]
+    assert meta["box"].shape == (4, 4) and meta["angle"].shape == (4,)
+
+
+def test_training_shuffle_is_seeded(tiny_records):
+    def order(seed):
+        _, labels, meta = zip(*data.make_dataset(tiny_records, "train", batch_size=64, training=True,
+                                                 seed=seed, with_meta=True))
+        return meta[0]["path"].numpy().tolist()
+
+    assert order(1) == order(1)
+    assert order(1) != order(2)
+    assert sorted(order(1)) == sorted(f"train/{j}.jpg".encode() for j in range(64))
+
+
+def test_augmentation_is_reproducible_and_changes_images(tiny_records):
+    augment = AugmentConfig(shear=0.1, jpeg_quality=50, blur=0.5)
+    make = lambda aug: data.make_dataset(tiny_records, "train", batch_size=16,  # noqa: E731
+                                         training=True, augment=aug, seed=3)
+    first, _ = collect(make(augment))
+    again, _ = collect(make(augment))
+    plain, _ = collect(make(None))
+    assert np.array_equal(first, again)
+    assert not np.array_equal(first, plain)
+    assert first.min() >= 0 and first.max() <= 255
+
+
+@pytest.mark.parametrize("switch", ["flip", "rotation", "zoom", "shear", "brightness",
+                                    "jpeg_quality", "blur"])
+def test_each_augmentation_switch_alone_changes_images(tiny_records, switch):
+    value = {"flip": True, "rotation": 0.1, "zoom": 0.2, "shear": 0.2, "brightness": 0.3,
+             "jpeg_quality": 20, "blur": 1.0}[switch]
+    make = lambda aug: data.make_dataset(tiny_records, "train", batch_size=32,  # noqa: E731
+                                         training=True, augment=aug, seed=5)
+    plain, _ = collect(make(NO_AUGMENT))
+    changed, _ = collect(make(dataclasses.replace(NO_AUGMENT, **{switch: value})))
+    assert not np.array_equal(plain, changed)
+
+
+def test_all_switches_off_leaves_images_untouched(tiny_records):
+    make = lambda aug: data.make_dataset(tiny_records, "train", batch_size=32,  # noqa: E731
+                                         training=True, augment=aug, seed=5)
+    assert np.array_equal(collect(make(NO_AUGMENT))[0], collect(make(None))[0])
+
+
+def test_repeat_and_drop_remainder_give_full_batches(tiny_records):
+    ds = data.make_dataset(tiny_records, "train", batch_size=48, training=True, repeat=True,
+                           drop_remainder=True)
+    shapes = [images.shape[0] for images, _ in ds.take(3)]
+    assert shapes == [48, 48, 48]
+
+
+def test_sources_folder_glob_and_list_agree(tiny_records):
+    files = records.shard_files(tiny_records, "test")
+    by_folder = collect(data.make_dataset(tiny_records, "test"))[1]
+    by_glob = collect(data.make_dataset(str(tiny_records / "*.tfrecord"), "test"))[1]
+    by_list = collect(data.make_dataset(files))[1]
+    assert np.array_equal(by_folder, by_glob) and np.array_equal(by_folder, by_list)
+
+
+def test_image_shape_and_counts(tiny_records):
+    assert data.image_shape(tiny_records) == (32, 32, 1)
+    assert data.count_examples(tiny_records, "train") == {"real": 32, "fake": 32}
+    assert data.count_examples(tiny_records) == {"real": 64, "fake": 64}
+
+
+def test_missing_records_is_a_clear_error(tmp_path):
+    with pytest.raises(FakefaceError, match="no TFRecord files for split 'train'"):
+        data.make_dataset(tmp_path, "train")

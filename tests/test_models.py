@@ -1,0 +1,98 @@
+"""Every registry model builds, trains a step, and survives .keras and SavedModel round trips."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from fakeface_tf.config import Config, apply_overrides
+from fakeface_tf.errors import FakefaceError
+from fakeface_tf.models import MIN_SIZE, MODELS, build_model
+from fakeface_tf.train import compile_model, export_saved_model
+
+HEAVY = {"vgg16", "xception", "densenet121", "resnet50", "efficientnetb0"}
+
+
+def _config(name: str, *overrides: str) -> Config:
+    size = max(32, MIN_SIZE[name])
+    return apply_overrides(Config(), [f"model.name={name}", f"data.image_size={size}",
+                                      "model.filters=8", "model.dense_units=8", *overrides])
+
+
+@pytest.mark.parametrize("name", [
+    pytest.param(n, marks=pytest.mark.slow) if n in HEAVY else n for n in MODELS
+])
+def test_model_trains_a_step_and_round_trips(name, tmp_path):
+    cfg = _config(name)
+    model = compile_model(build_model(cfg), cfg, total_steps=1)
+    size = cfg.data.image_size
+    images = np.random.default_rng(0).integers(0, 256, (2, size, size, 1)).astype(np.uint8)
+    before = [w.copy() for w in model.get_weights()]
+    model.fit(images.astype("float32"), np.array([0.0, 1.0]), batch_size=2, epochs=1, verbose=0)
+    assert any(not np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+
+    assert model.get_layer("logit").activation is keras.activations.linear
+    assert model.layers[-1].name == "prob"
+    expected = model.predict(images.astype("float32"), verbose=0)
+    assert expected.shape == (2, 1) and np.all((expected >= 0) & (expected <= 1))
+
+    model.save(tmp_path / "m.keras")
+    reloaded = keras.models.load_model(tmp_path / "m.keras")
+    np.testing.assert_allclose(reloaded.predict(images.astype("float32"), verbose=0), expected,
+                               atol=1e-5)
+
+    export_saved_model(model, tmp_path / "saved")
+    serve = tf.saved_model.load(str(tmp_path / "saved")).signatures["serving_default"]
+    np.testing.assert_allclose(serve(tf.constant(images))["prob"].numpy(), expected, atol=1e-5)
+    layer = keras.layers.TFSMLayer(str(tmp_path / "saved"), call_endpoint="serve")
+    np.testing.assert_allclose(layer(tf.constant(images))["prob"].numpy(), expected, atol=1e-5)
+
+
+def test_fast_model_frequency_branch_handles_rgb():
+    cfg = _config("fast", "model.freq_branch=true", "data.color=rgb")
+    model = build_model(cfg)
+    assert model.get_layer("freq_dense") is not None
+    assert model.predict(np.full((1, 32, 32, 3), 128.0, "float32"), verbose=0).shape == (1, 1)
+
+
+def test_application_repeats_gray_to_three_channels_and_loads_a_local_weights_file(tmp_path):
+    cfg = _config("efficientnetb0")
+    base = keras.applications.EfficientNetB0(include_top=False, weights=None,
+                                             input_shape=(32, 32, 3))
+    base.save_weights(tmp_path / "notop.weights.h5")
+    cfg.model.weights = str(tmp_path / "notop.weights.h5")
+    model = build_model(cfg)
+    assert model.input_shape == (None, 32, 32, 1)
+    loaded = model.get_layer("stem_conv").get_weights()[0]
+    np.testing.assert_array_equal(loaded, base.get_layer("stem_conv").get_weights()[0])
+
+
+def test_imagenet_weights_without_a_file_are_refused_with_a_hint():
+    with pytest.raises(FakefaceError, match="nothing is downloaded.*model.weights=/path"):
+        build_model(_config("resnet50", "model.weights=imagenet"))
+
+
+def test_missing_weights_file_is_named(tmp_path):
+    with pytest.raises(FakefaceError, match="weights file not found"):
+        build_model(_config("vgg16", f"model.weights={tmp_path / 'none.h5'}"))
+
+
+def test_unknown_model_and_too_small_input_are_clear_errors():
+    with pytest.raises(FakefaceError, match="unknown model 'lenet'"):
+        build_model(apply_overrides(Config(), ["model.name=lenet"]))
+    with pytest.raises(FakefaceError, match="too small for model 'xception'.*71"):
+        build_model(apply_overrides(Config(), ["model.name=xception", "data.image_size=64"]))
+
+
+@pytest.mark.parametrize("name", ["baseline", "fast"])
+def test_mixed_precision_keeps_the_probability_in_float32(name):
+    cfg = _config(name)
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        model = build_model(cfg)
+    finally:
+        keras.config.set_dtype_policy("float32")
+    assert model.get_layer("logit").compute_dtype == "float16"
+    assert model.output.dtype == "float32"

@@ -1,0 +1,61 @@
+"""`fakeface predict`: JSON lines schema, overlays on disk, folders with predictions.csv."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+
+import pytest
+
+from fakeface_tf import artifacts
+from fakeface_tf.cli import main
+
+KEYS = {"path", "verdict", "probability", "threshold", "box", "angle", "face_status",
+        "face_reason", "face_confidence", "explain"}
+
+
+@pytest.fixture(scope="module")
+def images(sample_root):
+    return (sorted((sample_root / "faces" / "real").glob("*.jpg"))[0],
+            sorted((sample_root / "nonface").glob("*.jpg"))[0])
+
+
+def test_json_lines_follow_the_schema_and_overlays_are_saved(tiny_keras_model, images, tmp_path, capsys):
+    face, nonface = images
+    code = main(["predict", str(face), str(nonface), "--model", str(tiny_keras_model),
+                 "--explain", "gradcam++", "--out", str(tmp_path), "--json"])
+    assert code == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["path"] for r in lines] == [str(face), str(nonface)]
+    face_record, nonface_record = lines
+    assert KEYS <= set(face_record) and KEYS <= set(nonface_record)
+    assert face_record["verdict"] in ("real face", "fake face")
+    assert 0.0 <= face_record["probability"] <= 1.0 and len(face_record["box"]) == 4
+    assert (tmp_path / f"{face.stem}_gradcam++.png").is_file()
+    assert (tmp_path / f"{face.stem}_gradcam++_crop.png").is_file()
+    assert face_record["overlay"] == str(tmp_path / f"{face.stem}_gradcam++.png")
+    assert nonface_record["verdict"] == "not a face" and nonface_record["probability"] is None
+    assert "overlay" not in nonface_record
+
+
+def test_folder_writes_predictions_csv_and_lists_bad_files(tiny_keras_model, images, tmp_path, capsys):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for image in images:
+        shutil.copy(image, folder)
+    (folder / "notes.jpg").write_text("not an image")
+    out = tmp_path / "out"
+    code = main(["predict", str(folder), "--model", str(tiny_keras_model), "--out", str(out)])
+    assert code == 1  # one of three files was skipped
+    captured = capsys.readouterr()
+    assert "notes.jpg" in captured.err and "not an image" in captured.err
+    assert len(captured.out.splitlines()) == 2
+    rows = list(csv.DictReader(open(out / "predictions.csv")))
+    assert {r["verdict"] for r in rows} >= {"not a face", "error"} and len(rows) == 3
+
+
+def test_missing_default_model_exits_2_with_a_clear_message(images, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(artifacts, "REFERENCE", tmp_path / "no_reference")
+    assert main(["predict", str(images[0])]) == 2
+    assert "pass --model" in capsys.readouterr().err
