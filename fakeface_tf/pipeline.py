@@ -7,7 +7,6 @@ the CLI subcommands and notebooks call; this module only chains them and prints 
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -58,8 +57,14 @@ def run(args: argparse.Namespace) -> int:
 
     from fakeface_tf import evaluate
 
-    _stage("3/5 evaluate on the test split (threshold chosen on validation)")
+    _stage("3/5 evaluate on the test split (threshold chosen on validation), robustness sweep")
     metrics = evaluate.evaluate(run_dir, records_dir, split="test", threshold="auto")
+    print(evaluate.summary(metrics))
+    print(f"  plots: {metrics.get('out')}")
+    from fakeface_tf import robustness
+
+    sweep = robustness.robustness(run_dir, records_dir, split="test")
+    print(robustness.table(sweep))
 
     fairness_report = None
     if not args.skip_fairness and (root / "fairness" / "labels.csv").is_file():
@@ -77,11 +82,13 @@ def run(args: argparse.Namespace) -> int:
     card_path = card.write_card(run_dir)
 
     print(f"\nDone in {time.time() - started:.0f} s. Run folder: {run_dir}")
-    print(json.dumps({k: metrics.get(k) for k in ("accuracy", "roc_auc", "f1", "threshold")},
-                     indent=2, default=str))
+    print("test split: " + ", ".join(f"{k} {evaluate.format_value(metrics.get(k))}"
+                                     for k in ("accuracy", "roc_auc", "f1", "threshold")))
+    print(f"evaluation plots: {metrics.get('out')}")
+    print(f"robustness: {sweep.attrs.get('out')}")
     if fairness_report is not None:
-        print(f"Fairness report: {run_dir / 'fairness'}")
-    print(f"Model card: {card_path}")
+        print(f"fairness report: {run_dir / 'fairness'}")
+    print(f"model card: {card_path}")
     return 0
 
 

@@ -1,11 +1,12 @@
 """Train a model from a config into an isolated, reproducible, resumable run folder.
 
 `runs/<name>-<config digest>-<YYYYmmdd-HHMMSS>/` holds the resolved `config.yaml`, `env.json`,
-`history.csv`, `tensorboard/`, `checkpoints/{best,last}.keras`, `metrics.json` (validation
-metrics of the best checkpoint), `model.keras` and `saved_model/` (serving signature: uint8
-NxHxWxC -> {"prob": (N, 1)}). The exported files are copied to `saved_models/<run id>/`.
-`state.json` records finished epochs, so `fakeface train --resume RUN_DIR` picks up after the
-last completed epoch with the optimizer state of `checkpoints/last.keras`.
+`history.csv` (Keras CSVLogger: `epoch` counts from 0), `tensorboard/`,
+`checkpoints/{best,last}.keras`, `metrics.json` (validation metrics of the best checkpoint),
+`model.keras` and `saved_model/` (serving signature: uint8 NxHxWxC -> {"prob": (N, 1)}).
+The exported files are copied to `saved_models/<run id>/`. `state.json` records finished
+epochs, so `fakeface train --resume RUN_DIR` picks up after the last completed epoch with
+the optimizer state of `checkpoints/last.keras`.
 """
 
 from __future__ import annotations
@@ -144,32 +145,35 @@ def _datasets(cfg: Config, strategy: tf.distribute.Strategy):
             "(data.image_size, data.color); preprocess again or change the config"
         )
     batch, seed = cfg.training.batch_size, cfg.training.seed
-    fixed_steps = cfg.training.steps_per_epoch
-    steps = fixed_steps or _batches(path, "train", batch)
+    examples, known_length = _count(path, "train"), True
     train_ds = data.make_dataset(path, "train", batch_size=batch, training=True,
-                                 augment=cfg.augment, seed=seed, repeat=bool(fixed_steps),
-                                 cache=True)
-    if not fixed_steps:  # a known length spares Keras guessing where an epoch ends
-        train_ds = train_ds.apply(tf.data.experimental.assert_cardinality(steps))
+                                 augment=cfg.augment, seed=seed, cache=True)
     if cfg.data.fairness_labels:
         from fakeface_tf import fairness
 
         extra = fairness.training_dataset(cfg).repeat(round(cfg.data.fairness_weight))
+        n_extra = int(extra.cardinality())  # negative when tf.data cannot tell
+        examples, known_length = examples + max(n_extra, 0), n_extra >= 0
         train_ds = (train_ds.unbatch().concatenate(extra)
                     .shuffle(8192, seed=seed).batch(batch).prefetch(tf.data.AUTOTUNE))
+    steps = cfg.training.steps_per_epoch or math.ceil(examples / batch)
+    if cfg.training.steps_per_epoch:
+        train_ds = train_ds.repeat()
+    elif known_length:  # a known length spares Keras guessing where an epoch ends
+        train_ds = train_ds.apply(tf.data.experimental.assert_cardinality(steps))
     valid_ds = data.make_dataset(path, "valid", batch_size=batch, cache=True).apply(
-        tf.data.experimental.assert_cardinality(_batches(path, "valid", batch)))
+        tf.data.experimental.assert_cardinality(math.ceil(_count(path, "valid") / batch)))
     if strategy.num_replicas_in_sync > 1 or cfg.distribute == "multiworker":
         options = tf.data.Options()
         options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
         train_ds, valid_ds = train_ds.with_options(options), valid_ds.with_options(options)
-    return train_ds, valid_ds, steps, (fixed_steps or None)
+    return train_ds, valid_ds, steps, (cfg.training.steps_per_epoch or None)
 
 
-def _batches(path: Path, split: str, batch: int) -> int:
+def _count(path: Path, split: str) -> int:
     from fakeface_tf import data
 
-    return math.ceil(sum(data.count_examples(path, split).values()) / batch)
+    return sum(data.count_examples(path, split).values())
 
 
 class _LogLearningRate(keras.callbacks.Callback):
@@ -262,6 +266,11 @@ def validation_metrics(model: keras.Model, valid_ds) -> dict:
     return result
 
 
+def _verbosity(progress: bool) -> int:
+    """Keras progress bar on a terminal, one line per epoch in a log file, nothing if off."""
+    return (1 if sys.stdout.isatty() else 2) if progress else 0
+
+
 def _fit(cfg: Config, run_dir: Path, progress: bool, saved_models_dir: Path,
          extra_callbacks: list | None) -> Path:
     """Train (or continue, per state.json) then evaluate, export and publish the best model."""
@@ -285,7 +294,7 @@ def _fit(cfg: Config, run_dir: Path, progress: bool, saved_models_dir: Path,
                 model.fit(train_ds, validation_data=valid_ds, epochs=cfg.training.epochs,
                           initial_epoch=epochs_done, steps_per_epoch=fixed_steps,
                           callbacks=_callbacks(run_dir, cfg, state) + list(extra_callbacks or []),
-                          shuffle=False, verbose=1 if progress else 0)
+                          shuffle=False, verbose=_verbosity(progress))
             except KeyboardInterrupt:
                 print(f"\ninterrupted; continue with: fakeface train --resume {run_dir}",
                       file=sys.stderr)

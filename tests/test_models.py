@@ -27,27 +27,29 @@ def _config(name: str, *overrides: str) -> Config:
 def test_model_trains_a_step_and_round_trips(name, tmp_path):
     cfg = _config(name)
     model = compile_model(build_model(cfg), cfg, total_steps=1)
+    model.run_eagerly = True  # one step: tracing a big graph would cost more than running it
     size = cfg.data.image_size
     images = np.random.default_rng(0).integers(0, 256, (2, size, size, 1)).astype(np.uint8)
+    floats = images.astype("float32")
     before = [w.copy() for w in model.get_weights()]
-    model.fit(images.astype("float32"), np.array([0.0, 1.0]), batch_size=2, epochs=1, verbose=0)
+    model.fit(floats, np.array([0.0, 1.0]), batch_size=2, epochs=1, verbose=0)
     assert any(not np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
 
     assert model.get_layer("logit").activation is keras.activations.linear
     assert model.layers[-1].name == "prob"
-    expected = model.predict(images.astype("float32"), verbose=0)
+    expected = model(floats, training=False).numpy()
     assert expected.shape == (2, 1) and np.all((expected >= 0) & (expected <= 1))
 
     model.save(tmp_path / "m.keras")
     reloaded = keras.models.load_model(tmp_path / "m.keras")
-    np.testing.assert_allclose(reloaded.predict(images.astype("float32"), verbose=0), expected,
-                               atol=1e-5)
+    np.testing.assert_allclose(reloaded(floats, training=False).numpy(), expected, atol=1e-5)
 
     export_saved_model(model, tmp_path / "saved")
     serve = tf.saved_model.load(str(tmp_path / "saved")).signatures["serving_default"]
     np.testing.assert_allclose(serve(tf.constant(images))["prob"].numpy(), expected, atol=1e-5)
-    layer = keras.layers.TFSMLayer(str(tmp_path / "saved"), call_endpoint="serve")
-    np.testing.assert_allclose(layer(tf.constant(images))["prob"].numpy(), expected, atol=1e-5)
+    if name not in HEAVY:  # loading a big SavedModel a second time proves nothing new
+        layer = keras.layers.TFSMLayer(str(tmp_path / "saved"), call_endpoint="serve")
+        np.testing.assert_allclose(layer(tf.constant(images))["prob"].numpy(), expected, atol=1e-5)
 
 
 def test_fast_model_frequency_branch_handles_rgb():

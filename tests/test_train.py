@@ -88,15 +88,17 @@ def test_interrupted_run_resumes_at_the_next_epoch(tiny_records, tmp_path):
     assert (tmp_path / "saved_models" / run_dir.name / "model.keras").is_file()
 
 
-def test_cli_trains_with_a_mirrored_strategy_on_one_cpu_replica(tiny_records, tmp_path, capsys):
+def test_cli_trains_with_a_mirrored_strategy_on_one_cpu_replica_for_fixed_steps(tiny_records, tmp_path, capsys):
     config = tmp_path / "tiny.yaml"
     tiny_config(tiny_records).save(config)
     code = main(["train", str(config), "--set", "distribute=mirrored", "training.epochs=1",
-                 "--runs-dir", str(tmp_path / "runs"), "--quiet"])
+                 "training.steps_per_epoch=3", "--runs-dir", str(tmp_path / "runs"), "--quiet"])
     assert code == 0
     assert "validation: accuracy" in capsys.readouterr().out
     (run_dir,) = (tmp_path / "runs").iterdir()
     assert yaml.safe_load((run_dir / "config.yaml").read_text())["distribute"] == "mirrored"
+    last = keras.models.load_model(run_dir / "checkpoints" / "last.keras")
+    assert int(last.optimizer.iterations) == 3  # steps_per_epoch, from a repeated dataset
     assert tf.distribute.MirroredStrategy().num_replicas_in_sync == 1
 
 
