@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -36,11 +36,12 @@ class LoadedModel:
     @property
     def face_options(self):
         """How faces must be cut for this model: its size, colour and margin."""
-        from fakeface_tf.faces import FaceOptions
+        from fakeface_tf.config import DataConfig
+        from fakeface_tf.faces import face_options
 
-        margin = self.config.data.margin if self.config else FaceOptions().margin
+        data = self.config.data if self.config else DataConfig()
         color = "gray" if self.channels == 1 else "rgb"
-        return FaceOptions(size=self.image_size, color=color, margin=margin)
+        return face_options(replace(data, image_size=self.image_size, color=color))
 
 
 def default_model_path() -> Path:

@@ -48,6 +48,7 @@ class DataConfig:
     image_size: int = 128
     color: str = "gray"  # gray | rgb
     margin: float = 0.2  # extra border around the face box, as a fraction of its size
+    level: bool = True  # rotate faces so the eyes are level (False: plain pixel-exact cut)
     fairness_labels: str = ""  # labels CSV whose training part is mixed into training
     fairness_weight: float = 1.0  # how many copies of each fairness face to mix in
 

@@ -33,6 +33,22 @@ class ImageError(FakefaceError):
     """A file or byte string that cannot be decoded into an image; the message says why."""
 
 
+class EmptyImageError(ImageError):
+    """Zero bytes were given (the web API answers 400)."""
+
+
+class NotAnImageError(ImageError):
+    """The bytes are no image format Pillow knows, e.g. a text file (415)."""
+
+
+class CorruptImageError(ImageError):
+    """An image header was found but the data is truncated or corrupt (422)."""
+
+
+class ImageTooLargeError(ImageError):
+    """More pixels than allowed, a likely decompression bomb (413)."""
+
+
 @dataclass
 class FaceOptions:
     """How a face is cut out: output size and colour, margin, and what counts as a face."""
@@ -42,6 +58,7 @@ class FaceOptions:
     margin: float = 0.2  # border on each side, as a fraction of the face box's longer side
     min_face: int = 24  # px, shorter box side in the original image
     min_confidence: float = 0.90
+    level: bool = True  # rotate so the eyes are level; False cuts whole pixels, no resampling
 
     @property
     def channels(self) -> int:
@@ -82,7 +99,7 @@ def _read_bytes(source: str | Path | bytes) -> bytes:
             raise ImageError(f"{path}: file not found")
         data = path.read_bytes()
     if not data:
-        raise ImageError(f"{_describe(source)}: empty file (0 bytes)")
+        raise EmptyImageError(f"{_describe(source)}: empty file (0 bytes)")
     return data
 
 
@@ -123,15 +140,15 @@ def load_image(source: str | Path | bytes, max_pixels: int = 50_000_000) -> np.n
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
-        raise ImageError(f"{name}: {_not_an_image_reason(data)}") from None
+        raise NotAnImageError(f"{name}: {_not_an_image_reason(data)}") from None
     except Image.DecompressionBombError as exc:
-        raise ImageError(f"{name}: too large to decode safely ({exc})") from None
+        raise ImageTooLargeError(f"{name}: too large to decode safely ({exc})") from None
     except OSError as exc:
-        raise ImageError(f"{name}: cannot read image header ({exc})") from None
+        raise CorruptImageError(f"{name}: cannot read image header ({exc})") from None
     width, height = img.size
     if width * height > max_pixels:
         if img.format != "JPEG":
-            raise ImageError(
+            raise ImageTooLargeError(
                 f"{name}: {width}x{height} is {width * height / 1e6:.0f} megapixels, "
                 f"above the {max_pixels / 1e6:.0f} MP limit"
             )
@@ -144,9 +161,9 @@ def load_image(source: str | Path | bytes, max_pixels: int = 50_000_000) -> np.n
         img = ImageOps.exif_transpose(img)
         rgb = _to_rgb(img)
     except (OSError, ValueError, SyntaxError) as exc:
-        raise ImageError(f"{name}: corrupt or truncated image data ({exc})") from None
+        raise CorruptImageError(f"{name}: corrupt or truncated image data ({exc})") from None
     if rgb.shape[0] * rgb.shape[1] > max_pixels:
-        raise ImageError(f"{name}: {width}x{height} is above the {max_pixels / 1e6:.0f} MP limit")
+        raise ImageTooLargeError(f"{name}: {width}x{height} is above the {max_pixels / 1e6:.0f} MP limit")
     return rgb
 
 
@@ -244,8 +261,12 @@ def crop_transform(box, angle: float, margin: float, size: int) -> tuple[np.ndar
     x, y, w, h = box
     cx, cy = x + w / 2.0, y + h / 2.0
     side = max(w, h) * (1.0 + 2.0 * margin)
+    left, top = cx - side / 2.0, cy - side / 2.0
+    if not angle:  # a plain cut: snap to whole pixels so no pixel gets interpolated
+        side = float(round(side))
+        left, top = float(round(left)), float(round(top))
     matrix = cv2.getRotationMatrix2D((cx, cy), angle, 1.0)
-    matrix[:, 2] -= (cx - side / 2.0, cy - side / 2.0)
+    matrix[:, 2] -= (left, top)
     return matrix * (size / side), side
 
 
@@ -253,7 +274,7 @@ def _crop(image: np.ndarray, face: dict, options: FaceOptions) -> FaceCrop:
     """Level, cut and resize the face; status too_small when its box is under min_face."""
     x, y, w, h = face["box"]
     common = dict(box=(x, y, w, h), confidence=face["confidence"], keypoints=face["keypoints"])
-    angle = eye_angle(face["keypoints"])
+    angle = eye_angle(face["keypoints"]) if options.level else 0.0
     if min(w, h) < options.min_face:
         return FaceCrop("too_small", f"largest face is {w:.0f}x{h:.0f} px, below min_face "
                         f"{options.min_face} px", angle=angle, **common)
@@ -268,6 +289,11 @@ def _crop(image: np.ndarray, face: dict, options: FaceOptions) -> FaceCrop:
     if options.color == "gray":
         crop = cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY)[..., None]
     return FaceCrop("ok", "", np.ascontiguousarray(crop), angle=angle, transform=transform, **common)
+
+
+def face_options(data) -> FaceOptions:
+    """The FaceOptions a `config.DataConfig` asks for (size, colour, margin, levelling)."""
+    return FaceOptions(size=data.image_size, color=data.color, margin=data.margin, level=data.level)
 
 
 def check_options(options: FaceOptions) -> None:

@@ -43,7 +43,7 @@ from tqdm.auto import tqdm
 
 from fakeface_tf.config import REPO_ROOT, Config, data_root
 from fakeface_tf.errors import FakefaceError
-from fakeface_tf.faces import FaceOptions, crop_files
+from fakeface_tf.faces import FaceOptions, crop_files, face_options
 from fakeface_tf.records import LABELS
 
 AGE_BINS = ("0-2", "3-9", "10-19", "20-29", "30-39", "40-49", "50-59", "60-69", "70+")
@@ -740,7 +740,7 @@ def training_dataset(cfg: Config):
 
     labels_csv = _labels_path(cfg.data.fairness_labels, cfg.data.root)
     train_df, _ = split_labels(load_labels(labels_csv))
-    options = FaceOptions(size=cfg.data.image_size, color=cfg.data.color, margin=cfg.data.margin)
+    options = face_options(cfg.data)
     faces = face_crops(train_df["path"], options)
     if not faces.ok.any():
         raise FakefaceError(f"{labels_csv}: no face found in any of its {len(train_df)} "

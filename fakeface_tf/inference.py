@@ -15,18 +15,17 @@ from __future__ import annotations
 
 import io
 import threading
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 import keras
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from fakeface_tf import artifacts
 from fakeface_tf.errors import FakefaceError
-from fakeface_tf.faces import FaceCrop, ImageError, extract_face, get_detector, load_image
+from fakeface_tf.faces import FaceCrop, extract_face, get_detector, load_image
 
 VERDICTS = ("real face", "fake face", "not a face")
 EXPLAIN_METHODS = ("gradcam++", "smoothgrad", "scorecam")
@@ -44,60 +43,14 @@ SMOOTH_NOISE = 0.2  # their noise sigma, as a fraction of the crop's value range
 SCORECAM_MAX_N = 32  # Faster-Score-CAM: only the 32 most varied activation maps are scored
 
 
-# ------------------------------------------------------------------------------ errors
-
-
-class EmptyImageError(FakefaceError):
-    """Zero bytes were given (the web API answers 400)."""
-
-
-class NotAnImageError(FakefaceError):
-    """The bytes are no image format Pillow knows, e.g. a text file (415)."""
-
-
-class CorruptImageError(FakefaceError):
-    """An image header was found but the data is truncated or corrupt (422)."""
-
-
-class ImageTooLargeError(FakefaceError):
-    """More pixels than MAX_PIXELS, a likely decompression bomb (413)."""
-
-
-def _classify(data: bytes | None, exc: ImageError, max_pixels: int) -> FakefaceError:
-    """Turn load_image's ImageError into the specific kind, by probing the header again."""
-    message = str(exc)
-    if data is None:  # a path that is not a file
-        return FakefaceError(message)
-    if not data:
-        return EmptyImageError(message)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as img:
-                width, height = img.size
-    except Image.DecompressionBombError:
-        return ImageTooLargeError(message)
-    except UnidentifiedImageError:
-        return NotAnImageError(message)
-    except Exception:  # any other header failure: the file claims to be an image but is broken
-        return CorruptImageError(message)
-    if width * height > max_pixels:
-        return ImageTooLargeError(message)
-    return CorruptImageError(message)
+# ------------------------------------------------------------------------------ images
 
 
 def read_image(source: str | Path | bytes | np.ndarray, max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """RGB uint8 HxWx3 from a path, bytes or array; bad input raises one of the errors above."""
+    """RGB uint8 HxWx3 from a path, bytes or array; bad input raises one of faces' ImageErrors."""
     if isinstance(source, np.ndarray):
         return source
-    try:
-        return load_image(source, max_pixels=max_pixels)
-    except ImageError as exc:
-        if isinstance(source, (bytes, bytearray, memoryview)):
-            data = bytes(source)
-        else:
-            data = Path(source).read_bytes() if Path(source).is_file() else None
-        raise _classify(data, exc, max_pixels) from None
+    return load_image(source, max_pixels=max_pixels)
 
 
 # --------------------------------------------------------------------------- heatmaps

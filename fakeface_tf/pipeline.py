@@ -40,10 +40,10 @@ def run(args: argparse.Namespace) -> int:
         cfg.data.path = str(records_dir)
 
     from fakeface_tf import data, preprocess
-    from fakeface_tf.faces import FaceOptions
+    from fakeface_tf.faces import face_options
 
     _stage(f"1/5 preprocess {root / 'faces'} -> {records_dir}")
-    options = FaceOptions(size=cfg.data.image_size, color=cfg.data.color, margin=cfg.data.margin)
+    options = face_options(cfg.data)
     summary = preprocess.preprocess(root / "faces", records_dir, options, workers=args.workers)
     print(preprocess.format_summary(summary, records_dir))
     for split in ("train", "valid", "test"):

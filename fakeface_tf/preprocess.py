@@ -386,13 +386,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the hash split (default 0)")
     parser.add_argument("--split", default="0.8,0.1,0.1",
                         help="train,valid,test fractions for a real/ + fake/ folder (default 0.8,0.1,0.1)")
+    parser.add_argument("--no-level", action="store_true",
+                        help="do not rotate faces level: cut whole pixels (keeps pixel-level traces)")
     parser.add_argument("--limit", type=int, default=None,
                         help="at most N files per split and class (seeded pick; quick trials)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
-    options = FaceOptions(size=args.size, color=args.color, margin=args.margin,
+    options = FaceOptions(size=args.size, color=args.color, margin=args.margin, level=not args.no_level,
                           min_face=args.min_face, min_confidence=args.min_confidence)
     summary = preprocess(args.src, args.out, options, workers=args.workers,
                          shard_size=args.shard_size, seed=args.seed, split=parse_split(args.split),

@@ -23,15 +23,8 @@ from python_multipart import create_form_parser
 from python_multipart.exceptions import FormParserError
 
 from fakeface_tf.errors import FakefaceError
-from fakeface_tf.inference import (
-    EXPLAIN_METHODS,
-    CorruptImageError,
-    Detector,
-    EmptyImageError,
-    ImageTooLargeError,
-    NotAnImageError,
-    to_png,
-)
+from fakeface_tf.faces import CorruptImageError, EmptyImageError, ImageTooLargeError, NotAnImageError
+from fakeface_tf.inference import EXPLAIN_METHODS, Detector, to_png
 
 STATIC = Path(__file__).parent / "static"
 FORM_OVERHEAD = 64 * 1024  # multipart boundaries, part headers and the explain field

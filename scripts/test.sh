@@ -12,5 +12,4 @@ if ! command -v chromium >/dev/null 2>&1; then
     fi
 fi
 export FAKEFACE_NB_FAST=1
-export MPLBACKEND=Agg
 exec python -m pytest tests notebooks --nbval-lax -p no:cacheprovider "$@"

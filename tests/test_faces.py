@@ -100,3 +100,19 @@ def test_crop_files_reports_unreadable_files(tmp_path, sample_root):
     crops = faces.crop_files([good, bad], faces.FaceOptions(), progress=False)
     assert [c.status for c in crops] == ["ok", "unreadable"]
     assert "bad.jpg" in crops[1].reason and "text" in crops[1].reason
+
+
+def test_unlevelled_cut_copies_whole_pixels_without_interpolation():
+    image = np.random.default_rng(0).integers(0, 256, (200, 200, 3), dtype=np.uint8)
+    matrix, side = faces.crop_transform((40.3, 50.7, 50.0, 50.0), 0.0, margin=0.2, size=70)
+    assert side == 70 and np.allclose(matrix[:, :2], np.eye(2))
+    left, top = -matrix[0, 2], -matrix[1, 2]
+    assert left == int(left) and top == int(top)
+    cut = cv2.warpAffine(image, matrix, (70, 70), flags=cv2.INTER_LINEAR)
+    np.testing.assert_array_equal(cut, image[int(top):int(top) + 70, int(left):int(left) + 70])
+
+
+def test_level_false_keeps_the_face_unrotated(sample_root):
+    image = faces.load_image(sample_root / "faces" / "real" / "zoya_00011.jpg")
+    crop = faces.extract_face(image, faces.FaceOptions(level=False))
+    assert crop.ok and crop.angle == 0.0

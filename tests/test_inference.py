@@ -10,14 +10,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fakeface_tf.faces import crop_transform
-from fakeface_tf.inference import (
-    EXPLAIN_METHODS,
+from fakeface_tf.faces import (
     CorruptImageError,
-    Detector,
     EmptyImageError,
     ImageTooLargeError,
     NotAnImageError,
+    crop_transform,
+)
+from fakeface_tf.inference import (
+    EXPLAIN_METHODS,
+    Detector,
     heatmap_to_original,
     overlay,
     read_image,

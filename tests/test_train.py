@@ -16,7 +16,7 @@ import yaml
 import fakeface_tf
 from fakeface_tf.cli import main
 from fakeface_tf.config import load_config
-from fakeface_tf.train import resume, train
+from fakeface_tf.train import train
 
 from conftest import synthetic_faces, tiny_config
 
