@@ -236,7 +236,9 @@ class Explainer:
         # Score-CAM softmaxes the model output before scoring, so it gets two columns
         # [0, logit]: their softmax is exactly [P(real), P(fake)].
         logit = cut.outputs[0]
-        pair = keras.layers.Concatenate(name="logit_pair")([keras.ops.zeros_like(logit), logit])
+        # A zero column from a layer (not a raw op) so its name cannot clash with the model's.
+        zero = keras.layers.Rescaling(0.0, name="zero_logit")(logit)
+        pair = keras.layers.Concatenate(name="logit_pair")([zero, logit])
         paired = keras.Model(model.inputs, pair, name=f"{model.name}_logit_pair")
         paired.predict = _quiet_predict(paired)  # Score-CAM calls predict(); no progress bars
         self.scorecam = Scorecam(paired, model_modifier=None)

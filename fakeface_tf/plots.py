@@ -18,11 +18,11 @@ from matplotlib.ticker import MaxNLocator
 CLASS_COLORS = {"real": "tab:blue", "fake": "tab:red"}
 
 
-def _save(fig: Figure, path: str | Path) -> Path:
+def _save(fig: Figure, path: str | Path, dpi: int = 110) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=dpi)
     return path
 
 
@@ -195,7 +195,7 @@ def image_gallery(images: Sequence[np.ndarray], captions: Sequence[str], path: s
         ax.set_title(caption, fontsize=8)
     if title:
         fig.suptitle(title)
-    return _save(fig, path)
+    return _save(fig, path, dpi=72)  # photos compress badly; keep galleries light
 
 
 def condition_bars(frame: pd.DataFrame, path: str | Path, metrics: Sequence[str] = ("accuracy", "roc_auc"),

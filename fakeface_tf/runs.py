@@ -12,8 +12,8 @@ import os
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
+from fakeface_tf.config import load_config
 from fakeface_tf.errors import FakefaceError
 
 RESULT_COLUMNS = ["epochs", "val_accuracy", "val_auc", "val_f1", "train_seconds"]
@@ -72,7 +72,8 @@ def _summary(run_dir: Path) -> dict:
 def compare_runs(source: str | os.PathLike | list) -> pd.DataFrame:
     """One row per run: id, model, the hyperparameters that differ, epochs, validation results."""
     runs = find_runs(source)
-    configs = [_flatten(yaml.safe_load((r / "config.yaml").read_text())) for r in runs]
+    # Resolved through Config, so a key a run's YAML predates shows as its default value.
+    configs = [_flatten(load_config(r / "config.yaml").to_dict()) for r in runs]
     params = pd.DataFrame(configs)
     varied = [c for c in params.columns
               if c not in ("name", "model.name") and params[c].astype(str).nunique() > 1]

@@ -22,7 +22,7 @@ def test_every_registry_model_ships_a_config():
 def test_shipped_config_round_trips_and_names_a_buildable_model(path: Path, tmp_path):
     cfg = load_config(path)
     check_model_config(cfg)
-    assert cfg.data.path == "data/records" and cfg.name == path.stem
+    assert cfg.data.path.startswith("data/records") and cfg.name == path.stem
     cfg.save(tmp_path / "again.yaml")
     again = load_config(tmp_path / "again.yaml")
     assert again == cfg and again.to_yaml() == cfg.to_yaml()

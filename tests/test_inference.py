@@ -135,3 +135,17 @@ def _png(width: int, height: int) -> bytes:
 def test_bad_image_bytes_raise_the_specific_error(face_path, make, error):
     with pytest.raises(error, match=r"\w"):
         read_image(make(face_path.read_bytes()))
+
+
+def test_every_method_explains_a_model_with_the_fft_branch(tmp_path, sample_root):
+    """The FFT branch holds raw ops (zeros_like, fft2); wrapping the model must not clash."""
+    from fakeface_tf.config import apply_overrides, Config
+    from fakeface_tf.models import build_model
+
+    cfg = apply_overrides(Config(), ["model.name=fast", "model.freq_branch=true", "data.image_size=64",
+                                     "model.filters=8"])
+    build_model(cfg).save(tmp_path / "freq.keras")
+    detector = Detector.load(tmp_path / "freq.keras")
+    face = sorted((sample_root / "faces" / "fake").glob("*.jpg"))[0]
+    for method in EXPLAIN_METHODS:
+        assert detector.predict(face, explain=method).heatmap.shape == (64, 64)
