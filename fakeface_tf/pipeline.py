@@ -60,7 +60,6 @@ def run(args: argparse.Namespace) -> int:
     _stage("3/5 evaluate on the test split (threshold chosen on validation), robustness sweep")
     metrics = evaluate.evaluate(run_dir, records_dir, split="test", threshold="auto")
     print(evaluate.summary(metrics))
-    print(f"  plots: {metrics.get('out')}")
     from fakeface_tf import robustness
 
     sweep = robustness.robustness(run_dir, records_dir, split="test")
