@@ -107,7 +107,9 @@ def _preprocessing(loaded) -> str:
     return "\n".join([
         "## Preprocessing",
         "Every image goes through `faces.extract_face`: MTCNN finds the largest confident face, "
-        "the eye line is levelled, a square with a margin is cut and resized (area interpolation).",
+        + ("the eye line is levelled, " if options.level else
+           "the face is not rotated (a pixel-exact cut keeps the generator's traces), ")
+        + "a square with a margin is cut and resized (area interpolation).",
         f"- Crop: {options.size} px, {options.color}, margin {options.margin}",
         f"- Minimum face: {face.get('min_face', options.min_face)} px, "
         f"minimum MTCNN confidence {face.get('min_confidence', options.min_confidence)}",

@@ -69,3 +69,12 @@ def test_card_for_a_bare_model_says_what_is_missing(tiny_keras_model, tmp_path):
 def test_card_for_a_missing_model_exits_2(tmp_path, capsys):
     assert main(["card", str(tmp_path / "nope")]) == 2
     assert "model not found" in capsys.readouterr().err
+
+
+def test_card_describes_the_crop_the_model_was_trained_on(tiny_run_copy):
+    config = tiny_run_copy / "config.yaml"
+    assert "the eye line is levelled" in card.write_card(tiny_run_copy).read_text()
+    values = yaml.safe_load(config.read_text())
+    values["data"]["level"] = False
+    config.write_text(yaml.safe_dump(values))
+    assert "the face is not rotated" in card.write_card(tiny_run_copy).read_text()
