@@ -167,21 +167,17 @@ def has_split(data: str | Path, split: str) -> bool:
 
 def _list_images(base: Path) -> tuple[list[tuple[Path, int]], list[dict]]:
     """Image files under base/real and base/fake with their labels, and the other files
-    (listed as skipped). Hidden files are ignored."""
-    from fakeface_tf.preprocess import IMAGE_EXTENSIONS
+    (listed as skipped), found exactly as `fakeface preprocess` finds them."""
+    from fakeface_tf.preprocess import class_files
     from fakeface_tf.records import LABELS
 
     files, skipped = [], []
     for name, label in sorted(LABELS.items(), key=lambda kv: kv[1]):
-        folder = base / name
-        for path in sorted(folder.rglob("*")) if folder.is_dir() else []:
-            if not path.is_file() or path.name.startswith("."):
-                continue
-            if path.suffix.lower() in IMAGE_EXTENSIONS:
-                files.append((path, label))
-            else:
-                skipped.append({"path": str(path), "label": label, "status": "skipped",
-                                "reason": f"not an image file extension ({path.suffix or 'none'})"})
+        if (base / name).is_dir():
+            files += [(Path(item.path), label)
+                      for item in class_files(base / name, base, name, None, skipped)]
+    skipped = [{"path": str(base / s["path"]), "label": LABELS[s["label"]], "status": s["status"],
+                "reason": s["reason"]} for s in skipped]
     return files, skipped
 
 

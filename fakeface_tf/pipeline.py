@@ -10,7 +10,9 @@ import argparse
 import time
 from pathlib import Path
 
+from fakeface_tf import card, data, evaluate, fairness, preprocess, robustness, train
 from fakeface_tf.config import REPO_ROOT, data_root, load_config
+from fakeface_tf.faces import face_options
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -39,9 +41,6 @@ def run(args: argparse.Namespace) -> int:
         records_dir = REPO_ROOT / records_dir
         cfg.data.path = str(records_dir)
 
-    from fakeface_tf import data, preprocess
-    from fakeface_tf.faces import face_options
-
     _stage(f"1/5 preprocess {root / 'faces'} -> {records_dir}")
     options = face_options(cfg.data)
     summary = preprocess.preprocess(root / "faces", records_dir, options, workers=args.workers)
@@ -50,32 +49,22 @@ def run(args: argparse.Namespace) -> int:
         counts = data.count_examples(records_dir, split)
         print(f"  {split:5s} pipeline: {counts.get('real', 0)} real, {counts.get('fake', 0)} fake")
 
-    from fakeface_tf import train
-
     _stage(f"2/5 train {cfg.name} ({cfg.model.name}, {cfg.training.epochs} epochs)")
     run_dir = train.train(cfg, runs_dir=args.runs_dir)
-
-    from fakeface_tf import evaluate
 
     _stage("3/5 evaluate on the test split (threshold chosen on validation), robustness sweep")
     metrics = evaluate.evaluate(run_dir, records_dir, split="test", threshold="auto")
     print(evaluate.summary(metrics))
-    from fakeface_tf import robustness
-
     sweep = robustness.robustness(run_dir, records_dir, split="test")
     print(robustness.table(sweep))
 
     fairness_report = None
     if not args.skip_fairness and (root / "fairness" / "labels.csv").is_file():
-        from fakeface_tf import fairness
-
         _stage("4/5 fairness on the labelled real faces")
         fairness_report = fairness.assess(run_dir, root / "fairness" / "labels.csv",
                                           limit=args.fairness_limit)
     else:
         _stage("4/5 fairness skipped (no fairness/labels.csv)")
-
-    from fakeface_tf import card
 
     _stage("5/5 model card")
     card_path = card.write_card(run_dir)

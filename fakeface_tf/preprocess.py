@@ -56,8 +56,9 @@ class Item:
 # ---------------------------------------------------------------------------- planning
 
 
-def _class_files(folder: Path, root: Path, label: str, split: str | None,
-                 skipped: list[dict]) -> list[Item]:
+def class_files(folder: Path, root: Path, label: str, split: str | None,
+                skipped: list[dict]) -> list[Item]:
+    """The image files under one class folder; other files are appended to `skipped`."""
     items = []
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         rel = path.relative_to(root).as_posix()
@@ -95,13 +96,13 @@ def find_items(src: str | os.PathLike, seed: int = 0,
     if split_dirs:
         items = [item for name, folder in split_dirs.items() for label in ("real", "fake")
                  if (folder / label).is_dir()
-                 for item in _class_files(folder / label, root, label, name, skipped)]
+                 for item in class_files(folder / label, root, label, name, skipped)]
         return items, skipped, "split folders"
     if not any((root / label).is_dir() for label in ("real", "fake")):
         raise FakefaceError(f"{root} holds neither {{train,valid,test}}/{{real,fake}}/ nor "
                             "real/ and fake/ folders")
     items = [item for label in ("real", "fake") if (root / label).is_dir()
-             for item in _class_files(root / label, root, label, None, skipped)]
+             for item in class_files(root / label, root, label, None, skipped)]
     for item in items:
         item.split = hash_split(item.rel, seed, split)
     return items, skipped, "real/fake folders, hash split"
