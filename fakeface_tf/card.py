@@ -17,6 +17,7 @@ import yaml
 from scipy.stats import binomtest
 
 from fakeface_tf.config import REPO_ROOT
+from fakeface_tf.ensemble import member_prefixes
 from fakeface_tf.errors import FakefaceError
 from fakeface_tf.evaluate import format_value
 
@@ -48,6 +49,17 @@ def _records_dir(config) -> Path | None:
     return path if path.is_dir() else None
 
 
+def _architecture(loaded) -> str:
+    if loaded.config is None:
+        return "- Architecture: unknown (no config.yaml)"
+    line = f"- Architecture: `{loaded.config.model.name}`"
+    members = member_prefixes(loaded.keras_model) if loaded.keras_model is not None else [""]
+    if len(members) > 1:
+        line += (f", an ensemble of {len(members)} copies trained with different seeds "
+                 "(`fakeface ensemble`); its logit is the mean of theirs")
+    return line
+
+
 def _header(loaded) -> str:
     cfg = loaded.config
     params = loaded.keras_model.count_params() if loaded.keras_model is not None else None
@@ -58,7 +70,7 @@ def _header(loaded) -> str:
         "",
         "## Model",
         f"- File: `{loaded.path.relative_to(loaded.root) if loaded.path.is_relative_to(loaded.root) else loaded.path}`",
-        f"- Architecture: `{cfg.model.name}`" if cfg else "- Architecture: unknown (no config.yaml)",
+        _architecture(loaded),
         f"- Parameters: {params:,}" if params is not None else "- Parameters: unknown (SavedModel only)",
         f"- Input: {loaded.image_size}x{loaded.image_size} {'gray' if loaded.channels == 1 else 'RGB'} "
         "face crop, pixel values 0-255",

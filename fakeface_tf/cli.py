@@ -18,6 +18,7 @@ from fakeface_tf.errors import FakefaceError
 COMMANDS = {
     "preprocess": ("fakeface_tf.preprocess", "find, level and crop faces into sharded TFRecords"),
     "train": ("fakeface_tf.train", "train a model from a YAML config into an isolated run folder"),
+    "ensemble": ("fakeface_tf.ensemble", "average the logits of several runs into one model"),
     "runs": ("fakeface_tf.runs", "compare run folders side by side"),
     "tune": ("fakeface_tf.tune", "KerasTuner hyperparameter search; each trial is a run folder"),
     "evaluate": ("fakeface_tf.evaluate", "metrics, plots and galleries for a model on a data set"),

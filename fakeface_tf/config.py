@@ -99,6 +99,8 @@ class AugmentConfig:
     brightness: float = 0.1  # fraction of the [0, 255] range
     jpeg_quality: int = 0  # >0: random re-compression with quality in [this, 95]
     blur: float = 0.0  # >0: probability of a light Gaussian blur
+    shift: float = 0.0  # max translation, fraction of the side; whole pixels, so nothing is resampled
+    mixup: float = 0.0  # >0: mixup with mixing weights drawn from Beta(mixup, mixup)
 
 
 @dataclass

@@ -90,6 +90,9 @@ def augmenter(augment: AugmentConfig, seed: int = 0):
     if augment.shear:
         layers.append(keras.layers.RandomShear(augment.shear, augment.shear, fill_mode="reflect",
                                                seed=seed + 3))
+    if augment.shift:  # nearest: a whole-pixel shift, no interpolation to blur GAN traces
+        layers.append(keras.layers.RandomTranslation(augment.shift, augment.shift, fill_mode="reflect",
+                                                     interpolation="nearest", seed=seed + 5))
     if augment.brightness:
         layers.append(keras.layers.RandomBrightness(augment.brightness, value_range=(0, 255),
                                                     seed=seed + 4))
@@ -120,6 +123,22 @@ def augmenter(augment: AugmentConfig, seed: int = 0):
         return images
 
     return apply
+
+
+def mixup(images: tf.Tensor, labels: tf.Tensor, alpha: float, seed) -> tuple[tf.Tensor, tf.Tensor]:
+    """Blend each example with its neighbour in the (shuffled) batch, labels alike.
+
+    The weight of the example itself is max(l, 1 - l) with l ~ Beta(alpha, alpha), so every
+    blend stays closer to its own image. A stateless draw keyed on `seed` keeps runs reproducible.
+    """
+    n = tf.shape(images)[0]
+    a = tf.random.stateless_gamma([n], seed, alpha=alpha)
+    b = tf.random.stateless_gamma([n], seed + 1, alpha=alpha)
+    weight = a / (a + b)
+    weight = tf.maximum(weight, 1.0 - weight)
+    other_images, other_labels = tf.roll(images, 1, axis=0), tf.roll(labels, 1, axis=0)
+    images = weight[:, None, None, None] * images + (1.0 - weight[:, None, None, None]) * other_images
+    return images, weight * labels + (1.0 - weight) * other_labels
 
 
 def make_dataset(source, split: str | None = None, batch_size: int = 32, training: bool = False,
@@ -158,6 +177,9 @@ def make_dataset(source, split: str | None = None, batch_size: int = 32, trainin
         if unit_range:
             images = images / 255.0
         labels = tf.cast(ex["label"], tf.float32)
+        if apply is not None and augment.mixup:
+            base = tf.stack([tf.cast(seed, tf.int64) + 7, tf.cast(step, tf.int64)])
+            images, labels = mixup(images, labels, augment.mixup, base)
         if with_meta:
             return images, labels, {k: ex[k] for k in META_KEYS}
         return images, labels

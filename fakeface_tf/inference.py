@@ -24,6 +24,7 @@ import numpy as np
 from PIL import Image
 
 from fakeface_tf import artifacts
+from fakeface_tf.ensemble import member_prefixes
 from fakeface_tf.errors import FakefaceError
 from fakeface_tf.faces import FaceCrop, extract_face, get_detector, load_image
 
@@ -207,11 +208,14 @@ def logit_model(model: keras.Model) -> keras.Model:
     return keras.Model(model.inputs, logit, name=f"{model.name}_logit")
 
 
-def last_spatial_layer(model: keras.Model) -> str:
-    """Name of the last layer before `logit` with a 4D (N, H, W, C) output, H and W > 1."""
+def last_spatial_layer(model: keras.Model, prefix: str = "") -> str:
+    """Name of the last layer before `<prefix>logit` with a 4D (N, H, W, C) output, H and W > 1;
+    only layers whose names start with `prefix` (one member of an ensemble) count."""
     names = [layer.name for layer in model.layers]
-    stop = names.index("logit") if "logit" in names else len(names)
+    stop = names.index(prefix + "logit") if prefix + "logit" in names else len(names)
     for layer in reversed(model.layers[:stop]):
+        if not layer.name.startswith(prefix):
+            continue
         try:
             shape = tuple(layer.output.shape)
         except (AttributeError, ValueError):  # a layer called more than once has no one output
@@ -230,7 +234,9 @@ class Explainer:
         from tf_keras_vis.scorecam import Scorecam
 
         cut = logit_model(model)
-        self.penultimate = last_spatial_layer(model)
+        # One layer for a single model; each member's own last maps for an ensemble, whose
+        # heatmap is the mean of its members' maps.
+        self.penultimates = [last_spatial_layer(model, prefix) for prefix in member_prefixes(model)]
         self.gradcam = GradcamPlusPlus(cut, model_modifier=None)
         self.saliency = Saliency(cut, model_modifier=None)
         # Score-CAM softmaxes the model output before scoring, so it gets two columns
@@ -242,22 +248,25 @@ class Explainer:
         paired = keras.Model(model.inputs, pair, name=f"{model.name}_logit_pair")
         paired.predict = _quiet_predict(paired)  # Score-CAM calls predict(); no progress bars
         self.scorecam = Scorecam(paired, model_modifier=None)
-        self.scorecam_max_n = min(SCORECAM_MAX_N, paired.get_layer(self.penultimate).output.shape[-1])
+        self.scorecam_max_n = [min(SCORECAM_MAX_N, paired.get_layer(name).output.shape[-1])
+                               for name in self.penultimates]
 
     def __call__(self, method: str, crop: np.ndarray, fake: bool) -> np.ndarray:
         """A [0, 1] heatmap over the crop for the verdict given (fake: logit, real: -logit)."""
         seed = np.asarray(crop, np.float32)[None]
         sign = 1.0 if fake else -1.0
         if method == "gradcam++":
-            cam = self.gradcam(lambda out: sign * out[:, 0], seed, penultimate_layer=self.penultimate,
-                               seek_penultimate_conv_layer=False, normalize_cam=False)
+            cam = np.mean([self.gradcam(lambda out: sign * out[:, 0], seed, penultimate_layer=layer,
+                                        seek_penultimate_conv_layer=False, normalize_cam=False)
+                           for layer in self.penultimates], axis=0)
         elif method == "smoothgrad":
             cam = self._smoothgrad(seed)
         elif method == "scorecam":
             column = 1 if fake else 0
-            cam = self.scorecam(lambda out: out[:, column], seed, penultimate_layer=self.penultimate,
-                                seek_penultimate_conv_layer=False, max_N=self.scorecam_max_n,
-                                normalize_cam=False)
+            cam = np.mean([self.scorecam(lambda out: out[:, column], seed, penultimate_layer=layer,
+                                         seek_penultimate_conv_layer=False, max_N=max_n,
+                                         normalize_cam=False)
+                           for layer, max_n in zip(self.penultimates, self.scorecam_max_n)], axis=0)
         else:
             raise FakefaceError(f"explain must be one of {', '.join(EXPLAIN_METHODS)}, got {method!r}")
         return unit_range(np.asarray(cam, np.float64)[0])

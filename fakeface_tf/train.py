@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import importlib.metadata
 import json
 import math
@@ -21,6 +22,7 @@ import shutil
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import keras
@@ -118,17 +120,55 @@ def _optimizer(cfg: Config, total_steps: int) -> keras.optimizers.Optimizer:
     return makers[opt.name]()
 
 
+@keras.saving.register_keras_serializable(package="fakeface")
+class HardLabels(keras.metrics.Metric):
+    """A metric scored against 0/1 labels. Mixup blends labels, and Keras' AUC, precision and
+    recall would count every blended label above 0 as fake; rounding gives each blend the
+    label of its dominant image (mixup keeps that image's weight >= 0.5)."""
+
+    def __init__(self, metric, name: str | None = None, **kwargs):
+        if isinstance(metric, dict):
+            metric = keras.metrics.deserialize(metric)
+        super().__init__(name=name or metric.name, **kwargs)
+        self.metric = metric
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        self.metric.update_state(keras.ops.round(y_true), y_pred, sample_weight)
+
+    def result(self):
+        return self.metric.result()
+
+    def reset_state(self):
+        self.metric.reset_state()
+
+    def get_config(self) -> dict:
+        return {"metric": keras.metrics.serialize(self.metric), "name": self.name}
+
+
 def compile_model(model: keras.Model, cfg: Config, total_steps: int) -> keras.Model:
+    """Adam (or the configured optimizer), binary cross-entropy, accuracy/AUC/precision/recall."""
+    metrics = [
+        keras.metrics.BinaryAccuracy(name="accuracy"),
+        keras.metrics.AUC(name="auc"),
+        keras.metrics.Precision(name="precision"),
+        keras.metrics.Recall(name="recall"),
+    ]
+    if cfg.augment.mixup:
+        metrics = [HardLabels(m) for m in metrics]
     model.compile(
         optimizer=_optimizer(cfg, total_steps),
         loss=keras.losses.BinaryCrossentropy(label_smoothing=cfg.training.label_smoothing),
-        metrics=[
-            keras.metrics.BinaryAccuracy(name="accuracy"),
-            keras.metrics.AUC(name="auc"),
-            keras.metrics.Precision(name="precision"),
-            keras.metrics.Recall(name="recall"),
-        ],
+        metrics=metrics,
     )
+    return model
+
+
+def exportable(model: keras.Model, cfg: Config) -> keras.Model:
+    """The trained weights recompiled with Keras' own metrics only, so the exported `.keras`
+    file loads in plain Keras without this package (see HardLabels)."""
+    plain = dataclasses.replace(cfg, augment=dataclasses.replace(cfg.augment, mixup=0.0))
+    model = compile_model(model, plain, 1)
+    model.optimizer.build(model.trainable_variables)  # saved whole, so loading warns of nothing
     return model
 
 
@@ -259,7 +299,10 @@ def export_saved_model(model: keras.Model, path: Path) -> Path:
 
 
 def validation_metrics(model: keras.Model, valid_ds) -> dict:
-    values = model.evaluate(valid_ds, verbose=0, return_dict=True)
+    """Loss, accuracy, AUC, precision, recall and F1 of `model` on a finite dataset."""
+    with warnings.catch_warnings():  # Keras warns when a dataset of unknown length ends
+        warnings.filterwarnings("ignore", message="Your input ran out of data")
+        values = model.evaluate(valid_ds, verbose=0, return_dict=True)
     result = {name: float(values[name]) for name in METRICS}
     p, r = result["precision"], result["recall"]
     result["f1"] = 2 * p * r / (p + r) if p + r > 0 else 0.0
@@ -300,7 +343,8 @@ def _fit(cfg: Config, run_dir: Path, progress: bool, saved_models_dir: Path,
                       file=sys.stderr)
                 raise
         with strategy.scope():
-            best = keras.models.load_model(run_dir / "checkpoints" / "best.keras")
+            best = keras.models.load_model(run_dir / "checkpoints" / "best.keras", compile=False)
+            best = exportable(best, cfg)
         metrics = validation_metrics(best, valid_ds)
     state = json.loads(state_file.read_text())
     epochs = len((run_dir / "history.csv").read_text().splitlines()) - 1

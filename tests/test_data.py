@@ -68,15 +68,40 @@ def test_augmentation_is_reproducible_and_changes_images(tiny_records):
 
 
 @pytest.mark.parametrize("switch", ["flip", "rotation", "zoom", "shear", "brightness",
-                                    "jpeg_quality", "blur"])
+                                    "jpeg_quality", "blur", "shift", "mixup"])
 def test_each_augmentation_switch_alone_changes_images(tiny_records, switch):
     value = {"flip": True, "rotation": 0.1, "zoom": 0.2, "shear": 0.2, "brightness": 0.3,
-             "jpeg_quality": 20, "blur": 1.0}[switch]
+             "jpeg_quality": 20, "blur": 1.0, "shift": 0.2, "mixup": 0.4}[switch]
     make = lambda aug: data.make_dataset(tiny_records, "train", batch_size=32,  # noqa: E731
                                          training=True, augment=aug, seed=5)
     plain, _ = collect(make(NO_AUGMENT))
     changed, _ = collect(make(dataclasses.replace(NO_AUGMENT, **{switch: value})))
     assert not np.array_equal(plain, changed)
+
+
+def test_shift_moves_whole_pixels_without_resampling(tiny_records):
+    make = lambda aug: data.make_dataset(tiny_records, "train", batch_size=32,  # noqa: E731
+                                         training=True, augment=aug, seed=5)
+    plain, _ = collect(make(NO_AUGMENT))
+    shifted, _ = collect(make(dataclasses.replace(NO_AUGMENT, shift=0.2)))
+    # Every output pixel is a copy of some input pixel of the same image: no new values.
+    for before, after in zip(plain, shifted):
+        assert set(np.unique(after)) <= set(np.unique(before))
+
+
+def test_mixup_blends_images_and_labels_alike_and_is_reproducible(tiny_records):
+    make = lambda aug: data.make_dataset(tiny_records, "train", batch_size=16,  # noqa: E731
+                                         training=True, augment=aug, seed=5)
+    mixed = dataclasses.replace(NO_AUGMENT, mixup=0.4)
+    images, labels = collect(make(mixed))
+    again, again_labels = collect(make(mixed))
+    plain, plain_labels = collect(make(NO_AUGMENT))
+    assert np.array_equal(images, again) and np.array_equal(labels, again_labels)
+    assert ((labels > 0) & (labels < 1)).any()  # real and fake neighbours blend
+    assert labels.min() >= 0 and labels.max() <= 1
+    # The dominant image keeps its own label after rounding (its weight is >= 0.5).
+    assert np.array_equal(np.round(labels[np.abs(labels - 0.5) > 1e-6]),
+                          plain_labels[np.abs(labels - 0.5) > 1e-6])
 
 
 def test_all_switches_off_leaves_images_untouched(tiny_records):

@@ -11,7 +11,7 @@ from fakeface_tf import artifacts, faces, preprocess
 
 REF = artifacts.REFERENCE
 # A regression guard well above chance; the measured figure lives in the model card.
-MIN_TEST_ACCURACY = 0.65
+MIN_TEST_ACCURACY = 0.70
 
 
 @pytest.fixture(scope="module")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import types
+import zipfile
 
 import keras
 import numpy as np
@@ -16,7 +17,7 @@ import yaml
 import fakeface_tf
 from fakeface_tf.cli import main
 from fakeface_tf.config import load_config
-from fakeface_tf.train import train
+from fakeface_tf.train import HardLabels, train
 
 from conftest import synthetic_faces, tiny_config
 
@@ -65,6 +66,27 @@ def test_same_config_and_seed_give_identical_metrics(tiny_records, tmp_path):
             == json.loads((second / "metrics.json").read_text())["loss"])
     pd.testing.assert_frame_equal(pd.read_csv(first / "history.csv"),
                                   pd.read_csv(second / "history.csv"))
+
+
+def test_hard_labels_scores_a_blend_as_its_dominant_label():
+    soft, pred = np.array([0.9, 0.2, 0.7, 0.1]), np.array([0.8, 0.05, 0.4, 0.3])
+    wrapped = HardLabels(keras.metrics.AUC(name="auc"))
+    wrapped.update_state(soft, pred)
+    hard = keras.metrics.AUC()
+    hard.update_state(np.round(soft), pred)
+    as_is = keras.metrics.AUC()  # counts every label above 0 as positive
+    as_is.update_state(soft, pred)
+    assert wrapped.name == "auc"
+    assert float(wrapped.result()) == float(hard.result()) != float(as_is.result())
+
+
+def test_mixup_run_exports_a_model_plain_keras_can_compile(tiny_records, tmp_path):
+    cfg = tiny_config(tiny_records, "training.epochs=1", "augment.mixup=0.4")
+    run = train(cfg, tmp_path / "runs", progress=False)
+    assert {"auc", "val_auc"} <= set(pd.read_csv(run / "history.csv").columns)
+    with zipfile.ZipFile(run / "model.keras") as archive:
+        compile_config = json.loads(archive.read("config.json"))["compile_config"]
+    assert "HardLabels" not in json.dumps(compile_config)
 
 
 class _Crash(keras.callbacks.Callback):
