@@ -61,7 +61,6 @@ def _architecture(loaded) -> str:
 
 
 def _header(loaded) -> str:
-    cfg = loaded.config
     params = loaded.keras_model.count_params() if loaded.keras_model is not None else None
     lines = [
         f"# Model card: {loaded.root.name}",
