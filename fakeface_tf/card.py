@@ -57,7 +57,46 @@ def _architecture(loaded) -> str:
     if len(members) > 1:
         line += (f", an ensemble of {len(members)} copies trained with different seeds "
                  "(`fakeface ensemble`); its logit is the mean of theirs")
+    model = loaded.config.model
+    if model.name == "faceres":
+        line += (": the FaceRes MobileNet-v1 (224x224, pre-trained for face identification on "
+                 f"VGGFace2), its last {model.trainable_blocks} of 13 blocks fine-tuned, a linear "
+                 f"head on the mean and spatial standard deviation of blocks {model.feature_blocks}")
     return line
+
+
+def _licences(loaded) -> str:
+    """Where the weights and the training data come from, and on what terms."""
+    from fakeface_tf.faceres import LICENSE_NOTE
+
+    lines = ["## Licences",
+             "- Training data (the sample): FFHQ real faces (CC BY-NC-SA 4.0, NVIDIA; each image "
+             "also under its Flickr licence), StyleGAN/StyleGAN2 fakes from repositories that state "
+             "no licence; fairness faces from UTKFace (non-commercial research only). See "
+             "`../shared/data/SOURCES.md`. Use the model for non-commercial research."]
+    if loaded.config is not None and loaded.config.model.name == "faceres":
+        lines.append(f"- {LICENSE_NOTE}")
+    return "\n".join(lines)
+
+
+def _learning_curve(root: Path) -> str:
+    """What more training faces buy, when `fakeface learning-curve` wrote its table here."""
+    file = root / "learning_curve.csv"
+    if not file.is_file():
+        return ""
+    try:
+        frame = pd.read_csv(file)
+    except (OSError, ValueError, pd.errors.ParserError) as exc:
+        return f"## Learning curve\n`{file.name}` unreadable: {exc}"
+    columns = [c for c in ("train_fraction", "train_faces", "accuracy", "roc_auc", "threshold")
+               if c in frame]
+    return "\n".join([
+        "## Learning curve",
+        "The same recipe trained on nested hash-chosen shares of the training split "
+        "(`data.train_fraction`), each scored on the same test split at its own "
+        "validation-picked threshold. The full 140k set is the documented path to more data.",
+        "", _table(columns, frame[columns].itertuples(index=False)), "",
+        "![learning_curve](learning_curve.png)" if (root / "learning_curve.png").is_file() else ""])
 
 
 def _header(loaded) -> str:
@@ -260,8 +299,9 @@ def write_card(model_path: str | Path) -> Path:
     robust, frame = _robustness(root)
     fair, report = _fairness(root)
     sections = [_header(loaded), _data(loaded), _preprocessing(loaded), _training(loaded),
-                _validation(root), evaluation, _threshold(root), robust, fair,
-                _limits(evaluations, frame, report)]
+                _validation(root), evaluation, _threshold(root), _learning_curve(root), robust,
+                fair, _limits(evaluations, frame, report), _licences(loaded)]
+    sections = [s for s in sections if s]
     path = root / CARD
     try:
         path.write_text("\n\n".join(sections) + "\n")

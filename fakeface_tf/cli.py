@@ -22,6 +22,7 @@ COMMANDS = {
     "runs": ("fakeface_tf.runs", "compare run folders side by side"),
     "tune": ("fakeface_tf.tune", "KerasTuner hyperparameter search; each trial is a run folder"),
     "evaluate": ("fakeface_tf.evaluate", "metrics, plots and galleries for a model on a data set"),
+    "learning-curve": ("fakeface_tf.evaluate", "test accuracy and AUC against the training-set size"),
     "robustness": ("fakeface_tf.robustness", "accuracy and AUC under JPEG, resize, blur and flip"),
     "card": ("fakeface_tf.card", "write MODEL_CARD.md beside a model"),
     "predict": ("fakeface_tf.predict", "real face / fake face / not a face, with saliency maps"),

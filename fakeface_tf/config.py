@@ -21,6 +21,7 @@ from fakeface_tf.errors import FakefaceError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DATA_ENV = "FAKEFACE_DATA"
+CACHE_ENV = "FAKEFACE_CACHE"
 DEFAULT_DATA_ROOT = REPO_ROOT.parent / "shared" / "data"
 
 DOWNLOAD_HINT = (
@@ -39,6 +40,12 @@ def data_root(root: str | os.PathLike | None = None) -> Path:
     return path
 
 
+def cache_root() -> Path:
+    """Where derived files are kept between runs (face crops, converted weights):
+    $FAKEFACE_CACHE, else data/cache/ in the repository."""
+    return Path(os.environ.get(CACHE_ENV) or REPO_ROOT / "data" / "cache")
+
+
 @dataclass
 class DataConfig:
     """Where the data is and how faces are cut out of it."""
@@ -51,6 +58,7 @@ class DataConfig:
     level: bool = True  # rotate faces so the eyes are level (False: plain pixel-exact cut)
     fairness_labels: str = ""  # labels CSV whose training part is mixed into training
     fairness_weight: float = 1.0  # how many copies of each fairness face to mix in
+    train_fraction: float = 1.0  # train on this share of the training split (learning curves)
 
     @property
     def channels(self) -> int:
@@ -67,6 +75,10 @@ class ModelConfig:
     dropout: float = 0.3
     weights: str = ""  # Keras Applications: "" (random init) or a local weights file
     freq_branch: bool = False  # add a log-magnitude FFT branch (fast model)
+    # Pretrained backbones (faceres): how many of the last blocks train (0 = frozen; 14 =
+    # all, stem included), and the blocks whose mean + spatial std feed the linear head.
+    trainable_blocks: int = 0
+    feature_blocks: str = "9,11,13"
 
 
 @dataclass
@@ -86,6 +98,12 @@ class TrainingConfig:
     deterministic: bool = True  # TF op determinism: same seed, same numbers
     steps_per_epoch: int = 0  # 0 = the whole training split each epoch
     label_smoothing: float = 0.0
+    # Frozen layers of a pretrained backbone: run them once over the data and train only the
+    # rest (flips are precomputed; other augmentations need the full model each step).
+    cache_frozen: bool = False
+    # Start the linear head from a logistic-regression probe on the frozen features (the
+    # head's warm-up), its regularisation picked on validation AUC.
+    probe_init: bool = False
 
 
 @dataclass
@@ -138,6 +156,14 @@ class Config:
             (0 <= self.model.dropout < 1, "model.dropout must be in [0, 1)"),
             (self.distribute in ("none", "mirrored", "multiworker"),
              "distribute must be none, mirrored or multiworker"),
+            (0 < self.data.train_fraction <= 1, "data.train_fraction must be in (0, 1]"),
+            (0 <= self.model.trainable_blocks <= 14, "model.trainable_blocks must be in 0..14"),
+            (not self.training.cache_frozen or not self.augment.mixup,
+             "training.cache_frozen works with flips only: set augment.mixup=0"),
+            (not self.training.cache_frozen or not any(
+                (self.augment.rotation, self.augment.zoom, self.augment.shear, self.augment.shift,
+                 self.augment.brightness, self.augment.jpeg_quality, self.augment.blur)),
+             "training.cache_frozen works with flips only: set the other augment.* to 0"),
         ]
         for ok, message in checks:
             if not ok:

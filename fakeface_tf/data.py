@@ -50,10 +50,26 @@ def image_shape(source, split: str | None = None) -> tuple[int, int, int]:
     raise FakefaceError(f"the TFRecord files in {source} hold no examples")
 
 
-def count_examples(source, split: str | None = None) -> dict[str, int]:
-    """Number of examples per label name ({"real": n, "fake": m}) in `split`."""
+def keep_fraction(fraction: float):
+    """A tf.data filter keeping a fixed `fraction` of serialized records, chosen by a hash of
+    each record's source path (so 25 % is a subset of 50 %, whatever the shard order)."""
+    path_only = {"path": records.FEATURES["path"]}
+
+    def keep(raw):
+        path = tf.io.parse_single_example(raw, path_only)["path"]
+        return tf.strings.to_hash_bucket_strong(path, 10_000, [7, 11]) < int(round(fraction * 10_000))
+
+    return keep
+
+
+def count_examples(source, split: str | None = None, fraction: float = 1.0) -> dict[str, int]:
+    """Number of examples per label name ({"real": n, "fake": m}) in `split` (in the kept
+    `fraction`)."""
     label_only = {"label": records.FEATURES["label"]}
-    ds = tf.data.TFRecordDataset(resolve_files(source, split)).batch(4096)
+    ds = tf.data.TFRecordDataset(resolve_files(source, split))
+    if fraction < 1:
+        ds = ds.filter(keep_fraction(fraction))
+    ds = ds.batch(4096)
     ds = ds.map(lambda raw: tf.io.parse_example(raw, label_only)["label"])
     counts = {name: 0 for name in records.LABELS}
     names = {v: k for k, v in records.LABELS.items()}
@@ -144,12 +160,14 @@ def mixup(images: tf.Tensor, labels: tf.Tensor, alpha: float, seed) -> tuple[tf.
 def make_dataset(source, split: str | None = None, batch_size: int = 32, training: bool = False,
                  augment: AugmentConfig | None = None, seed: int = 0, with_meta: bool = False,
                  unit_range: bool = False, shuffle_buffer: int = 2048, repeat: bool = False,
-                 drop_remainder: bool = False, cache: bool = False) -> tf.data.Dataset:
+                 drop_remainder: bool = False, cache: bool = False,
+                 fraction: float = 1.0) -> tf.data.Dataset:
     """Batches of (images, labels) or (images, labels, meta) from face-crop TFRecords.
 
     images: float32 NxHxWxC in [0, 255] ([0, 1] with `unit_range`); labels: float32 (N,),
     1 = fake. Evaluation (training=False) reads the shards in order, so the order is fixed;
     training shuffles files and examples with `seed` and augments when `augment` is given.
+    `fraction` < 1 keeps that share of the records (`keep_fraction`), e.g. for learning curves.
     """
     files = resolve_files(source, split)
     shape = image_shape(files)
@@ -159,6 +177,8 @@ def make_dataset(source, split: str | None = None, batch_size: int = 32, trainin
                                 num_parallel_calls=AUTOTUNE, deterministic=True)
     else:
         ds = tf.data.TFRecordDataset(files)
+    if fraction < 1:
+        ds = ds.filter(keep_fraction(fraction))
     if cache:
         ds = ds.cache()
     if training:

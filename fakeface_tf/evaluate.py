@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Iterator
 
 import numpy as np
+import pandas as pd
 from tqdm.auto import tqdm
 
 from fakeface_tf import plots
@@ -391,6 +392,39 @@ def evaluate(model_path: str | Path, data: str | Path, out: str | Path | None = 
     return result
 
 
+def learning_curve(run_dirs: list, data: str | Path, out: str | Path, split: str = "test",
+                   progress: bool = True) -> pd.DataFrame:
+    """Test accuracy (at each run's own validation-picked threshold) and ROC-AUC of runs that
+    differ only in `data.train_fraction`: what more training faces buy. Writes
+    `learning_curve.csv` and `learning_curve.png` into `out` and returns the table."""
+    from fakeface_tf import artifacts, data as data_lib
+    from fakeface_tf.train import records_path
+
+    rows = []
+    for run in run_dirs:
+        loaded = artifacts.load_model(run)
+        if loaded.config is None:
+            raise FakefaceError(f"{run}: a learning-curve point needs a run folder with config.yaml")
+        fraction = loaded.config.data.train_fraction
+        faces = sum(data_lib.count_examples(records_path(loaded.config), "train", fraction).values())
+        threshold = loaded.threshold
+        if has_split(data, "valid"):  # picked here, not saved: the run's own threshold stays
+            threshold = choose_threshold(*score_dataset(loaded, data, "valid", keep_worst=0,
+                                                        progress=progress)[:2])
+        y_true, scores, _ = score_dataset(loaded, data, split, keep_worst=0, progress=progress)
+        metrics = compute_metrics(y_true, scores, threshold)
+        rows.append({"run": Path(run).name, "train_fraction": fraction, "train_faces": faces,
+                     "accuracy": metrics["accuracy"], "roc_auc": metrics["roc_auc"],
+                     "threshold": threshold, "test_faces": len(y_true)})
+    table = pd.DataFrame(rows).sort_values("train_faces").reset_index(drop=True)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out / "learning_curve.csv", index=False)
+    plots.data_curve(table, out / "learning_curve.png",
+                     title=f"What more training faces buy ({split} split, {table['test_faces'].iloc[0]} faces)")
+    return table
+
+
 def format_value(value) -> str:
     """A metric for people: 3 decimals, 'unavailable' for None/NaN, anything else as text."""
     if value is None or (isinstance(value, float) and np.isnan(value)):
@@ -443,6 +477,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target-fpr", type=float, default=None,
                         help="with auto: the lowest threshold whose false positive rate is at most this")
     parser.add_argument("--keep-worst", type=int, default=8, help="images per error gallery")
+
+
+def add_learning_curve_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("runs", nargs="+", help="run folders trained on different data.train_fraction")
+    parser.add_argument("--data", required=True, help="TFRecords folder with valid and test splits")
+    parser.add_argument("--out", required=True, help="folder for learning_curve.csv and .png")
+    parser.add_argument("--split", default="test", help="split to score (default: test)")
+
+
+def run_learning_curve(args: argparse.Namespace) -> int:
+    table = learning_curve(args.runs, args.data, args.out, split=args.split)
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print(f"learning curve: {Path(args.out) / 'learning_curve.png'}")
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:

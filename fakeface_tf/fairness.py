@@ -41,7 +41,7 @@ import pandas as pd
 from fairlearn.metrics import MetricFrame, equalized_odds_difference
 from tqdm.auto import tqdm
 
-from fakeface_tf.config import REPO_ROOT, Config, data_root
+from fakeface_tf.config import Config, cache_root, data_root
 from fakeface_tf.errors import FakefaceError
 from fakeface_tf.faces import FaceOptions, crop_files, face_options
 from fakeface_tf.records import LABELS
@@ -55,7 +55,6 @@ FOUR_FIFTHS = (0.8, 1.25)
 N_BOOT = 1000
 SPLIT_SEED = 0  # fixed, so training and every later assessment agree on the split
 TEST_FRACTION = 0.5
-CACHE_ENV = "FAKEFACE_CACHE"
 COUNT_NAMES = ("n", "n_no_face", "n_real", "n_fake")
 RATE_NAMES = ("accuracy", "fpr", "fnr", "selection_rate", "no_face_rate")
 
@@ -254,7 +253,7 @@ class Faces:
 
 def cache_dir() -> Path:
     """Where face crops are kept between runs: $FAKEFACE_CACHE/fairness or data/cache/fairness."""
-    return Path(os.environ.get(CACHE_ENV) or REPO_ROOT / "data" / "cache") / "fairness"
+    return cache_root() / "fairness"
 
 
 def face_crops(paths, options: FaceOptions, progress: bool = True) -> Faces:

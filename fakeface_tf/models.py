@@ -15,6 +15,7 @@ from typing import Callable
 import keras
 from keras import layers, ops
 
+from fakeface_tf import faceres as _faceres
 from fakeface_tf.config import Config, ModelConfig
 from fakeface_tf.errors import FakefaceError
 
@@ -28,6 +29,7 @@ MIN_SIZE = {
     "densenet121": 32,
     "resnet50": 32,
     "efficientnetb0": 32,
+    "faceres": 32,
 }
 
 
@@ -106,10 +108,7 @@ def fast(input_shape: tuple, cfg: ModelConfig) -> keras.Model:
     return _head(x, cfg, inputs, "fast" + ("_freq" if cfg.freq_branch else ""))
 
 
-def _caffe(x):
-    """VGG16/ResNet50 preprocessing: RGB->BGR, subtract the ImageNet mean pixel."""
-    x = ops.flip(x, axis=-1)
-    return layers.Rescaling(1.0, offset=[-103.939, -116.779, -123.68], name="imagenet_norm")(x)
+_caffe = _faceres.caffe_input  # VGG16/ResNet50 preprocessing: RGB->BGR minus the mean pixel
 
 
 def _torch(x):
@@ -170,11 +169,84 @@ def _application(name: str) -> Callable[[tuple, ModelConfig], keras.Model]:
     return build
 
 
+def feature_blocks(cfg: ModelConfig) -> list[int]:
+    """`model.feature_blocks` ("9,11,13") as sorted block numbers in 1..13."""
+    try:
+        blocks = sorted({int(b) for b in str(cfg.feature_blocks).split(",") if b.strip()})
+    except ValueError:
+        blocks = []
+    if not blocks or not all(1 <= b <= len(_faceres.BLOCKS) for b in blocks):
+        raise FakefaceError(f"model.feature_blocks must list blocks in 1..{len(_faceres.BLOCKS)}, "
+                            f"e.g. 9,11,13; got {cfg.feature_blocks!r}")
+    return blocks
+
+
+def first_trainable_block(cfg: ModelConfig) -> int:
+    """The first FaceRes block that trains (0 = the stem; 14 = none: frozen)."""
+    return len(_faceres.BLOCKS) + 1 - cfg.trainable_blocks
+
+
+def faceres(input_shape: tuple, cfg: ModelConfig) -> keras.Model:
+    """FaceRes (MobileNet-v1 pre-trained on VGGFace2 faces) with a linear head on the mean and
+    spatial standard deviation of several blocks' activations: mid-depth texture statistics
+    separate GAN faces better than the identity embedding at the top. The last
+    `trainable_blocks` blocks train; `feature_norm` standardises the features (its statistics
+    come from the probe with `training.probe_init`, else from training batches)."""
+    if input_shape[-1] != 3:
+        raise FakefaceError("model 'faceres' needs RGB crops: set data.color=rgb")
+    inputs = keras.Input(input_shape, name="image")
+    x = inputs
+    if tuple(input_shape[:2]) != (_faceres.INPUT_SIZE,) * 2:
+        x = layers.Resizing(_faceres.INPUT_SIZE, _faceres.INPUT_SIZE, name="resize")(x)
+    blocks = _faceres.backbone(_faceres.caffe_input(x))
+    features = []
+    for b in feature_blocks(cfg):
+        features.append(layers.GlobalAveragePooling2D(name=f"mean_{b}")(blocks[b]))
+        # sqrt(var + eps), not ops.std: a dead (all-zero) map would give an infinite gradient.
+        features.append(ops.sqrt(ops.var(blocks[b], axis=(1, 2)) + 1e-6))
+    x = layers.Concatenate(name="features")(features)
+    x = layers.BatchNormalization(center=False, scale=False, name="feature_norm")(x)
+    x = layers.Dropout(cfg.dropout, name="features_dropout")(x)
+    logit = layers.Dense(1, name="logit")(x)
+    prob = layers.Activation("sigmoid", dtype="float32", name="prob")(logit)
+    model = _faceres.load_pretrained(keras.Model(inputs, prob, name="faceres"))
+    first = first_trainable_block(cfg)
+    for layer in model.layers:
+        block = _block_of(layer.name)
+        if block is not None and block < first:
+            layer.trainable = False
+    return model
+
+
+def _block_of(name: str) -> int | None:
+    """FaceRes block number of a backbone layer name (conv1 -> 0, conv_dw_9 -> 9), else None."""
+    if name.startswith("conv1"):
+        return 0
+    if name.startswith(("conv_dw_", "conv_pw_")):
+        return int(name.split("_")[2])
+    return None
+
+
+def frozen_outputs(model: keras.Model, cfg: ModelConfig) -> list:
+    """The tensors where a FaceRes model's frozen part ends: what `training.cache_frozen`
+    computes once. The features themselves when the backbone is frozen, else the last frozen
+    block's output plus any earlier feature maps the head reads."""
+    first = first_trainable_block(cfg)
+    if first == 0:
+        raise FakefaceError("training.cache_frozen needs a frozen part: model.trainable_blocks < 14")
+    if first > len(_faceres.BLOCKS):
+        return [model.get_layer("features").output]
+    names = [f"conv_pw_{b}_relu" for b in feature_blocks(cfg) if b < first - 1]
+    names.append("conv1_relu" if first == 1 else f"conv_pw_{first - 1}_relu")
+    return [model.get_layer(name).output for name in names]
+
+
 MODELS: dict[str, Callable[[tuple, ModelConfig], keras.Model]] = {
     "baseline": baseline,
     "vgg10": vgg10,
     "fast": fast,
     **{name: _application(name) for name in APPLICATIONS},
+    "faceres": faceres,
 }
 
 
@@ -190,6 +262,10 @@ def check_model_config(cfg: Config) -> None:
         )
     if name in APPLICATIONS:
         _application_weights(name, cfg.model.weights)
+    if name == "faceres":
+        feature_blocks(cfg.model)
+    if cfg.training.cache_frozen and name != "faceres":
+        raise FakefaceError(f"training.cache_frozen needs a pretrained backbone (faceres), not '{name}'")
 
 
 def build_model(cfg: Config) -> keras.Model:

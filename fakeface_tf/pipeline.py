@@ -18,8 +18,9 @@ from fakeface_tf.faces import face_options
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", default=None,
                         help="raw data folder (default: $FAKEFACE_DATA or ../shared/data)")
-    parser.add_argument("--config", default=str(REPO_ROOT / "configs" / "fast.yaml"),
-                        help="training config (default: configs/fast.yaml)")
+    parser.add_argument("--config", default=str(REPO_ROOT / "configs" / "faceres_frozen.yaml"),
+                        help="training config (default: configs/faceres_frozen.yaml, the "
+                             "pretrained FaceRes backbone frozen, a linear head trained)")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="config overrides, e.g. training.epochs=3")
     parser.add_argument("--runs-dir", default=str(REPO_ROOT / "runs"))
@@ -41,7 +42,8 @@ def run(args: argparse.Namespace) -> int:
         records_dir = REPO_ROOT / records_dir
         cfg.data.path = str(records_dir)
 
-    _stage(f"1/5 preprocess {root / 'faces'} -> {records_dir}")
+    timings: list[tuple[str, float]] = []  # (stage, start time)
+    _stage(f"1/5 preprocess {root / 'faces'} -> {records_dir}", timings)
     options = face_options(cfg.data)
     summary = preprocess.preprocess(root / "faces", records_dir, options, workers=args.workers)
     print(preprocess.format_summary(summary, records_dir))
@@ -49,10 +51,11 @@ def run(args: argparse.Namespace) -> int:
         counts = data.count_examples(records_dir, split)
         print(f"  {split:5s} pipeline: {counts.get('real', 0)} real, {counts.get('fake', 0)} fake")
 
-    _stage(f"2/5 train {cfg.name} ({cfg.model.name}, {cfg.training.epochs} epochs)")
+    _stage(f"2/5 train {cfg.name} ({cfg.model.name}, {cfg.training.epochs} epochs)", timings)
     run_dir = train.train(cfg, runs_dir=args.runs_dir)
 
-    _stage("3/5 evaluate on the test split (threshold chosen on validation), robustness sweep")
+    _stage("3/5 evaluate on the test split (threshold chosen on validation), robustness sweep",
+           timings)
     metrics = evaluate.evaluate(run_dir, records_dir, split="test", threshold="auto")
     print(evaluate.summary(metrics))
     sweep = robustness.robustness(run_dir, records_dir, split="test")
@@ -60,16 +63,18 @@ def run(args: argparse.Namespace) -> int:
 
     fairness_report = None
     if not args.skip_fairness and (root / "fairness" / "labels.csv").is_file():
-        _stage("4/5 fairness on the labelled real faces")
+        _stage("4/5 fairness on the labelled real faces", timings)
         fairness_report = fairness.assess(run_dir, root / "fairness" / "labels.csv",
                                           limit=args.fairness_limit)
     else:
-        _stage("4/5 fairness skipped (no fairness/labels.csv)")
+        _stage("4/5 fairness skipped (no fairness/labels.csv)", timings)
 
-    _stage("5/5 model card")
+    _stage("5/5 model card", timings)
     card_path = card.write_card(run_dir)
 
-    print(f"\nDone in {time.time() - started:.0f} s. Run folder: {run_dir}")
+    print(f"\nDone in {time.time() - started:.0f} s ("
+          + ", ".join(f"{stage.split()[1]} {seconds:.0f} s" for stage, seconds in _durations(timings))
+          + f"). Run folder: {run_dir}")
     print("test split: " + ", ".join(f"{k} {evaluate.format_value(metrics.get(k))}"
                                      for k in ("accuracy", "roc_auc", "f1", "threshold")))
     print(f"evaluation plots: {metrics.get('out')}")
@@ -80,5 +85,13 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _stage(message: str) -> None:
+def _stage(message: str, timings: list[tuple[str, float]]) -> None:
+    """Announce the next stage and note when it began."""
+    timings.append((message, time.time()))
     print(f"\n== {message}", flush=True)
+
+
+def _durations(timings: list[tuple[str, float]]) -> list[tuple[str, float]]:
+    """(stage, seconds) from the start times; the last stage ends now."""
+    ends = [start for _, start in timings[1:]] + [time.time()]
+    return [(stage, end - start) for (stage, start), end in zip(timings, ends)]

@@ -214,3 +214,23 @@ def condition_bars(frame: pd.DataFrame, path: str | Path, metrics: Sequence[str]
     ax.legend(loc="upper right", ncols=len(metrics))
     ax.set_title(title)
     return _save(fig, path)
+
+
+def data_curve(table: pd.DataFrame, path: str | Path, title: str = "What more training faces buy") -> Path:
+    """Test ROC-AUC and accuracy against the number of training faces (log2 axis)."""
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
+    for column, label, marker in (("roc_auc", "ROC-AUC", "o"), ("accuracy", "accuracy", "s")):
+        ax.plot(table["train_faces"], table[column], marker=marker, label=label)
+        for x, y in zip(table["train_faces"], table[column]):
+            ax.annotate(f"{y:.3f}", (x, y), textcoords="offset points", xytext=(0, 6),
+                        ha="center", fontsize=8)
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(table["train_faces"], [f"{n}\n({f:.0%})" for n, f in
+                                          zip(table["train_faces"], table["train_fraction"])])
+    ax.set_xlabel("training faces (share of the training split)")
+    ax.set_ylabel("score on the test split")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    ax.set_title(title, fontsize=10)
+    return _save(fig, path)

@@ -30,7 +30,7 @@ import tensorflow as tf
 
 from fakeface_tf.config import REPO_ROOT, Config, load_config
 from fakeface_tf.errors import FakefaceError
-from fakeface_tf.models import build_model, check_model_config
+from fakeface_tf.models import build_model, check_model_config, frozen_outputs
 
 PACKAGES = ("tensorflow", "tensorflow-cpu", "keras", "numpy", "keras-tuner", "scikit-learn",
             "opencv-python-headless", "mtcnn", "fakeface_tf")
@@ -145,20 +145,23 @@ class HardLabels(keras.metrics.Metric):
         return {"metric": keras.metrics.serialize(self.metric), "name": self.name}
 
 
-def compile_model(model: keras.Model, cfg: Config, total_steps: int) -> keras.Model:
-    """Adam (or the configured optimizer), binary cross-entropy, accuracy/AUC/precision/recall."""
+def _metrics(cfg: Config) -> list:
+    """Accuracy, AUC, precision and recall (against hard labels under mixup)."""
     metrics = [
         keras.metrics.BinaryAccuracy(name="accuracy"),
         keras.metrics.AUC(name="auc"),
         keras.metrics.Precision(name="precision"),
         keras.metrics.Recall(name="recall"),
     ]
-    if cfg.augment.mixup:
-        metrics = [HardLabels(m) for m in metrics]
+    return [HardLabels(m) for m in metrics] if cfg.augment.mixup else metrics
+
+
+def compile_model(model: keras.Model, cfg: Config, total_steps: int) -> keras.Model:
+    """Adam (or the configured optimizer), binary cross-entropy, accuracy/AUC/precision/recall."""
     model.compile(
         optimizer=_optimizer(cfg, total_steps),
         loss=keras.losses.BinaryCrossentropy(label_smoothing=cfg.training.label_smoothing),
-        metrics=metrics,
+        metrics=_metrics(cfg),
     )
     return model
 
@@ -185,9 +188,10 @@ def _datasets(cfg: Config, strategy: tf.distribute.Strategy):
             "(data.image_size, data.color); preprocess again or change the config"
         )
     batch, seed = cfg.training.batch_size, cfg.training.seed
-    examples, known_length = _count(path, "train"), True
+    fraction = cfg.data.train_fraction
+    examples, known_length = _count(path, "train", fraction), True
     train_ds = data.make_dataset(path, "train", batch_size=batch, training=True,
-                                 augment=cfg.augment, seed=seed, cache=True)
+                                 augment=cfg.augment, seed=seed, cache=True, fraction=fraction)
     if cfg.data.fairness_labels:
         from fakeface_tf import fairness
 
@@ -210,10 +214,50 @@ def _datasets(cfg: Config, strategy: tf.distribute.Strategy):
     return train_ds, valid_ds, steps, (cfg.training.steps_per_epoch or None)
 
 
-def _count(path: Path, split: str) -> int:
+def _plain_training_images(cfg: Config):
+    """The training images in a fixed order without augmentation (fairness faces appended when
+    configured): what the frozen part and the probe see."""
     from fakeface_tf import data
 
-    return sum(data.count_examples(path, split).values())
+    batch = cfg.training.batch_size
+    ds = data.make_dataset(records_path(cfg), "train", batch_size=batch,
+                           fraction=cfg.data.train_fraction)
+    if cfg.data.fairness_labels:
+        from fakeface_tf import fairness
+
+        extra = fairness.training_dataset(cfg).repeat(round(cfg.data.fairness_weight))
+        ds = ds.unbatch().concatenate(extra).batch(batch)
+    return ds
+
+
+def _trainable_part(model: keras.Model, cfg: Config, train_ds, valid_ds, fresh: bool):
+    """What Keras fits: the whole model on images or, with `training.cache_frozen`, its
+    trainable rest on the frozen part's stored outputs. With `training.probe_init`, a new
+    model's head is first fitted as a logistic-regression probe. Returns the model to fit,
+    its training and validation data, and the probe's figures (empty without one)."""
+    from fakeface_tf import frozen
+
+    probe = {}
+    if not cfg.training.cache_frozen:
+        if cfg.training.probe_init and fresh:
+            probe = frozen.probe(model, _plain_training_images(cfg), valid_ds)
+        return model, train_ds, valid_ds, probe
+    frozen_part, rest = frozen.split(model, cfg)
+    train_maps, valid_maps = frozen.cache(frozen_part, _plain_training_images(cfg), valid_ds, cfg)
+    if cfg.training.probe_init and fresh:
+        probe = frozen.probe(model, train_maps, valid_maps, frozen_outputs(model, cfg.model))
+    # The rest shares the whole model's optimizer, so checkpoints of the whole model carry
+    # its state and `--resume` continues where it stopped.
+    rest.compile(optimizer=model.optimizer, loss=model.loss,
+                 metrics=[keras.metrics.deserialize(keras.metrics.serialize(m))
+                          for m in _metrics(cfg)])
+    return rest, train_maps, valid_maps, probe
+
+
+def _count(path: Path, split: str, fraction: float = 1.0) -> int:
+    from fakeface_tf import data
+
+    return sum(data.count_examples(path, split, fraction).values())
 
 
 class _LogLearningRate(keras.callbacks.Callback):
@@ -242,16 +286,27 @@ class _SaveState(keras.callbacks.Callback):
         self.path.write_text(json.dumps(state, indent=2))
 
 
-def _callbacks(run_dir: Path, cfg: Config, state: dict) -> list:
+class _Checkpoint(keras.callbacks.ModelCheckpoint):
+    """A ModelCheckpoint that always saves the whole model, also while Keras fits only its
+    trainable rest (`training.cache_frozen`)."""
+
+    def __init__(self, path: Path, whole: keras.Model, **kwargs):
+        super().__init__(path, **kwargs)
+        self.whole = whole
+
+    def set_model(self, model):
+        super().set_model(self.whole)
+
+
+def _callbacks(run_dir: Path, cfg: Config, state: dict, model: keras.Model) -> list:
     ckpt = run_dir / "checkpoints"
     ckpt.mkdir(exist_ok=True)
-    best = keras.callbacks.ModelCheckpoint(ckpt / "best.keras", monitor="val_auc", mode="max",
-                                           save_best_only=True,
-                                           initial_value_threshold=state.get("best_val_auc"))
+    best = _Checkpoint(ckpt / "best.keras", model, monitor="val_auc", mode="max",
+                       save_best_only=True, initial_value_threshold=state.get("best_val_auc"))
     callbacks = [
         _LogLearningRate(),
         best,
-        keras.callbacks.ModelCheckpoint(ckpt / "last.keras"),
+        _Checkpoint(ckpt / "last.keras", model),
         keras.callbacks.CSVLogger(run_dir / "history.csv", append=True),
         keras.callbacks.TensorBoard(run_dir / "tensorboard", write_graph=False, profile_batch=0),
         _SaveState(run_dir / "state.json", best, state.get("train_seconds", 0.0)),
@@ -333,11 +388,22 @@ def _fit(cfg: Config, run_dir: Path, progress: bool, saved_models_dir: Path,
                 model = compile_model(build_model(cfg), cfg, steps * cfg.training.epochs)
         _truncate_history(run_dir / "history.csv", epochs_done)
         if epochs_done < cfg.training.epochs and not state.get("stopped_early"):
+            fit_model, fit_train, fit_valid, probe = _trainable_part(
+                model, cfg, train_ds, valid_ds, fresh=not epochs_done)
+            if probe:  # the warmed-up model is epoch 0: fine-tuning must beat it to replace it
+                (run_dir / "probe.json").write_text(json.dumps(probe, indent=2))
+                print(f"probe (head warm-up): C {probe['C']}, validation AUC {probe['val_auc']:.4f}, "
+                      f"accuracy {probe['val_accuracy']:.4f}")
+                (run_dir / "checkpoints").mkdir(exist_ok=True)
+                model.save(run_dir / "checkpoints" / "best.keras")
+                state["best_val_auc"] = probe["val_auc"]
             try:
-                model.fit(train_ds, validation_data=valid_ds, epochs=cfg.training.epochs,
-                          initial_epoch=epochs_done, steps_per_epoch=fixed_steps,
-                          callbacks=_callbacks(run_dir, cfg, state) + list(extra_callbacks or []),
-                          shuffle=False, verbose=_verbosity(progress))
+                fit_model.fit(fit_train, validation_data=fit_valid, epochs=cfg.training.epochs,
+                              initial_epoch=epochs_done,
+                              steps_per_epoch=None if fit_model is not model else fixed_steps,
+                              callbacks=_callbacks(run_dir, cfg, state, model)
+                              + list(extra_callbacks or []),
+                              shuffle=False, verbose=_verbosity(progress))
             except KeyboardInterrupt:
                 print(f"\ninterrupted; continue with: fakeface train --resume {run_dir}",
                       file=sys.stderr)

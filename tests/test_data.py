@@ -134,3 +134,14 @@ def test_image_shape_and_counts(tiny_records):
 def test_missing_records_is_a_clear_error(tmp_path):
     with pytest.raises(FakefaceError, match="no TFRecord files for split 'train'"):
         data.make_dataset(tmp_path, "train")
+
+
+def test_train_fraction_keeps_a_nested_hash_chosen_subset(tiny_records):
+    def paths(fraction):
+        ds = data.make_dataset(tiny_records, "train", batch_size=64, with_meta=True, fraction=fraction)
+        return {p.decode() for _, _, meta in ds for p in meta["path"].numpy()}
+
+    quarter, half, whole = paths(0.25), paths(0.5), paths(1.0)
+    assert quarter < half < whole and len(whole) == 64
+    assert abs(len(half) - 32) <= 10 and abs(len(quarter) - 16) <= 8
+    assert sum(data.count_examples(tiny_records, "train", 0.5).values()) == len(half)

@@ -145,3 +145,26 @@ def test_missing_data_and_out_of_range_threshold_exit_2(tiny_run, tiny_records, 
     assert "data not found" in capsys.readouterr().err
     assert main(["evaluate", str(tiny_run), str(tiny_records), "--threshold", "1.5"]) == 2
     assert "between 0 and 1" in capsys.readouterr().err
+
+
+def test_learning_curve_scores_each_run_on_the_test_split_ordered_by_training_faces(
+        tiny_records, tiny_run_copy, tmp_path, capsys):
+    import pandas as pd
+
+    from fakeface_tf.train import train
+    from conftest import tiny_config
+
+    half = train(tiny_config(tiny_records, "data.train_fraction=0.5"), tmp_path / "runs",
+                 progress=False)
+    assert main(["learning-curve", str(tiny_run_copy), str(half), "--data", str(tiny_records),
+                 "--out", str(tmp_path / "curve")]) == 0
+    table = pd.read_csv(tmp_path / "curve" / "learning_curve.csv")
+    assert table["train_fraction"].tolist() == [0.5, 1.0]
+    assert table["train_faces"].iloc[1] == 64 and 16 <= table["train_faces"].iloc[0] < 64
+    assert (table["test_faces"] == 32).all()
+    assert not (tiny_run_copy / "threshold.json").exists()  # scoring changes no model
+    y, s, _ = evaluate.score_dataset(artifacts.load_model(tiny_run_copy), tiny_records, keep_worst=0,
+                                     progress=False)
+    assert table["roc_auc"].iloc[1] == pytest.approx(sk.roc_auc_score(y, s))
+    assert (tmp_path / "curve" / "learning_curve.png").stat().st_size > 5000
+    assert "learning_curve.png" in capsys.readouterr().out

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fakeface_tf import fairness
+from fakeface_tf import config, fairness
 from fakeface_tf.cli import main
 from fakeface_tf.config import Config
 from fakeface_tf.errors import FakefaceError
@@ -240,7 +240,7 @@ def pairs_setup(tmp_path_factory, sample_root, tiny_keras_model):
     columns = ["file", "label", "age", "gender", "race", "pair_id"]
     pd.DataFrame(rows, columns=columns).to_csv(labels, index=False)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv(fairness.CACHE_ENV, str(folder / "cache"))
+        patch.setenv(config.CACHE_ENV, str(folder / "cache"))
         yield folder, labels, tiny_keras_model
 
 

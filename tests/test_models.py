@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from fakeface_tf.config import Config, apply_overrides
 from fakeface_tf.errors import FakefaceError
-from fakeface_tf.models import MIN_SIZE, MODELS, build_model
+from fakeface_tf.models import MIN_SIZE, MODELS, build_model, frozen_outputs
 from fakeface_tf.train import compile_model, export_saved_model
 
 HEAVY = {"vgg16", "xception", "densenet121", "resnet50", "efficientnetb0"}
@@ -17,8 +17,10 @@ HEAVY = {"vgg16", "xception", "densenet121", "resnet50", "efficientnetb0"}
 
 def _config(name: str, *overrides: str) -> Config:
     size = max(32, MIN_SIZE[name])
+    color = "rgb" if name == "faceres" else "gray"  # FaceRes is an RGB network
     return apply_overrides(Config(), [f"model.name={name}", f"data.image_size={size}",
-                                      "model.filters=8", "model.dense_units=8", *overrides])
+                                      f"data.color={color}", "model.filters=8",
+                                      "model.dense_units=8", *overrides])
 
 
 @pytest.mark.parametrize("name", [
@@ -29,7 +31,8 @@ def test_model_trains_a_step_and_round_trips(name, tmp_path):
     model = compile_model(build_model(cfg), cfg, total_steps=1)
     model.run_eagerly = True  # one step: tracing a big graph would cost more than running it
     size = cfg.data.image_size
-    images = np.random.default_rng(0).integers(0, 256, (2, size, size, 1)).astype(np.uint8)
+    shape = (2, size, size, cfg.data.channels)
+    images = np.random.default_rng(0).integers(0, 256, shape).astype(np.uint8)
     floats = images.astype("float32")
     before = [w.copy() for w in model.get_weights()]
     model.fit(floats, np.array([0.0, 1.0]), batch_size=2, epochs=1, verbose=0)
@@ -98,3 +101,22 @@ def test_mixed_precision_keeps_the_probability_in_float32(name):
         keras.config.set_dtype_policy("float32")
     assert model.get_layer("logit").compute_dtype == "float16"
     assert model.output.dtype == "float32"
+
+
+def test_faceres_trains_only_its_last_blocks_and_reads_features_from_several_depths():
+    cfg = _config("faceres", "model.trainable_blocks=4", "model.feature_blocks=9,13")
+    model = build_model(cfg)
+    assert not model.get_layer("conv_pw_9").trainable and not model.get_layer("conv1").trainable
+    assert model.get_layer("conv_dw_10").trainable and model.get_layer("conv_pw_13").trainable
+    assert model.get_layer("features").output.shape[-1] == 2 * (512 + 1024)  # mean + std each
+    assert [t.name for t in frozen_outputs(model, cfg.model)] == [
+        model.get_layer("conv_pw_9_relu").output.name]
+    frozen = build_model(_config("faceres", "model.trainable_blocks=0"))
+    assert not any(layer.trainable_weights for layer in frozen.layers if layer.name != "logit")
+
+
+def test_faceres_refuses_gray_crops_and_unknown_feature_blocks():
+    with pytest.raises(FakefaceError, match="needs RGB"):
+        build_model(_config("faceres", "data.color=gray"))
+    with pytest.raises(FakefaceError, match="model.feature_blocks"):
+        build_model(_config("faceres", "model.feature_blocks=9,14"))

@@ -17,9 +17,10 @@ import yaml
 import fakeface_tf
 from fakeface_tf.cli import main
 from fakeface_tf.config import load_config
+from fakeface_tf.errors import FakefaceError
 from fakeface_tf.train import HardLabels, train
 
-from conftest import synthetic_faces, tiny_config
+from conftest import synthetic_faces, tiny_config, write_synthetic_records
 
 
 def test_run_folder_holds_everything_the_contract_lists(tiny_run):
@@ -174,3 +175,34 @@ def test_bad_config_is_a_one_line_error_with_exit_code_2(tiny_records, tmp_path,
 def test_missing_config_file_exits_2(tmp_path, capsys):
     assert main(["train", str(tmp_path / "nope.yaml")]) == 2
     assert "config file not found" in capsys.readouterr().err
+
+
+def test_frozen_layers_run_once_the_probe_starts_the_head_and_the_whole_model_is_saved(tmp_path):
+    from fakeface_tf import faceres
+
+    records = write_synthetic_records(tmp_path / "rgb", size=32, channels=3)
+    cfg = tiny_config(records, "model.name=faceres", "data.color=rgb", "model.trainable_blocks=1",
+                      "model.feature_blocks=12,13", "training.cache_frozen=true",
+                      "training.probe_init=true", "augment.flip=true", "optimizer.lr=1e-4")
+    run_dir = train(cfg, tmp_path / "runs", progress=False)
+    probe = json.loads((run_dir / "probe.json").read_text())
+    assert probe["val_auc"] >= 0.95  # the checkerboard is plain to frozen face features
+    model = keras.models.load_model(run_dir / "model.keras")
+    assert model.input_shape == (None, 32, 32, 3)
+    history = pd.read_csv(run_dir / "history.csv")
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    # The shipped model is the whole model evaluated on images; the history is the rest on
+    # cached maps; the probe is epoch 0, which fine-tuning must beat to replace it.
+    assert metrics["auc"] == pytest.approx(max(history["val_auc"].max(), probe["val_auc"]), abs=2e-3)
+    last = keras.models.load_model(run_dir / "checkpoints" / "last.keras")
+    pretrained = faceres.reference_model()
+    pretrained.load_weights(faceres.weights_file())
+    for name, changed in (("conv_pw_12", False), ("conv_pw_13", True)):
+        same = np.array_equal(last.get_layer(name).get_weights()[0],
+                              pretrained.get_layer(name).get_weights()[0])
+        assert same != changed, name
+
+
+def test_cache_frozen_refuses_augmentations_it_cannot_precompute(tiny_records):
+    with pytest.raises(FakefaceError, match="cache_frozen works with flips only"):
+        tiny_config(tiny_records, "training.cache_frozen=true", "augment.shift=0.1")
