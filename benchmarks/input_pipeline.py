@@ -1,9 +1,9 @@
 """Input pipeline throughput: `data.make_dataset` vs `keras.utils.image_dataset_from_directory`.
 
 The same face crops are stored twice: as our TFRecord shards and as JPEG files in
-class folders. Both pipelines yield batches of 32 gray 128x128 float images with
-labels, prefetched, in a fixed order; each is warmed up for one epoch, then timed over
-two. Crops come from `--records DIR` (a `fakeface preprocess` output) or, by default,
+class folders. Both pipelines yield batches of 32 float images with labels (128x128 gray,
+or the shape of the `--records` crops), prefetched, in a fixed order; each is warmed up
+for one epoch, then timed over two. The bytes stored per crop are printed for both. Crops come from `--records DIR` (a `fakeface preprocess` output) or, by default,
 from the first 2000 sample faces resized to 128x128 gray (the pipeline cost does not
 depend on how the crop was cut). Run: python benchmarks/input_pipeline.py
 """
@@ -77,13 +77,19 @@ def main() -> None:
         tmp = Path(tmp)
         write_both(crops, tmp)
         ours, n = throughput(data.make_dataset(tmp / "records", batch_size=BATCH))
+        height, width, channels = crops[0][0].shape
         peer_ds = keras.utils.image_dataset_from_directory(
-            tmp / "jpeg", labels="inferred", label_mode="binary", color_mode="grayscale",
-            batch_size=BATCH, image_size=(SIZE, SIZE), shuffle=False, verbose=False,
+            tmp / "jpeg", labels="inferred", label_mode="binary",
+            color_mode="grayscale" if channels == 1 else "rgb",
+            batch_size=BATCH, image_size=(height, width), shuffle=False, verbose=False,
         ).prefetch(tf.data.AUTOTUNE)
         peer, _ = throughput(peer_ds)
-    print(f"images: {len(crops)} crops {SIZE}x{SIZE}x1, batch {BATCH}, {EPOCHS} epochs after warm-up "
-          f"({n} images timed), cores: {os.cpu_count()}")
+        stored = {name: sum(f.stat().st_size for f in (tmp / name).rglob("*") if f.is_file())
+                  for name in ("records", "jpeg")}
+    print(f"images: {len(crops)} crops {height}x{width}x{channels}, batch {BATCH}, {EPOCHS} epochs "
+          f"after warm-up ({n} images timed), cores: {os.cpu_count()}")
+    print(f"stored: TFRecords (raw uint8) {stored['records'] / len(crops) / 1024:.0f} KB/crop, "
+          f"JPEG q95 {stored['jpeg'] / len(crops) / 1024:.0f} KB/crop")
     print(f"ours (make_dataset over TFRecords):          {ours:9.0f} img/s")
     print(f"peer (image_dataset_from_directory on JPEG): {peer:9.0f} img/s")
     print(f"ratio={ours / peer:.2f}")

@@ -168,8 +168,11 @@ def compile_model(model: keras.Model, cfg: Config, total_steps: int) -> keras.Mo
 
 def exportable(model: keras.Model, cfg: Config) -> keras.Model:
     """The trained weights recompiled with Keras' own metrics only, so the exported `.keras`
-    file loads in plain Keras without this package (see HardLabels)."""
+    file loads in plain Keras without this package (see HardLabels). Exported models are for
+    inference and frozen, so they carry no optimizer state (a fine-tuned FaceRes' Adam moments
+    would triple its size); set `model.trainable = True` to train one further."""
     plain = dataclasses.replace(cfg, augment=dataclasses.replace(cfg.augment, mixup=0.0))
+    model.trainable = False
     model = compile_model(model, plain, 1)
     model.optimizer.build(model.trainable_variables)  # saved whole, so loading warns of nothing
     return model

@@ -10,8 +10,9 @@ import pytest
 from fakeface_tf import artifacts, faces, preprocess
 
 REF = artifacts.REFERENCE
-# A regression guard well above chance; the measured figure lives in the model card.
-MIN_TEST_ACCURACY = 0.70
+# Measured on the sample's test split by scripts/reference.sh (see MODEL_CARD.md); the model is
+# deterministic, so a drift of more than 0.01 is a regression (or a rebuilt model: update both).
+TEST_ACCURACY, TEST_AUC = 0.901, 0.940
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +35,9 @@ def test_reference_ships_everything_the_card_promises():
                  "MODEL_CARD.md"):
         assert (REF / name).exists(), name
     size = sum(p.stat().st_size for p in REF.rglob("*") if p.is_file())
-    assert size < 25 * 2**20
+    # FaceRes' 3.2 M float32 weights are 13 MB in model.keras; Keras' SavedModel export stores
+    # them twice (25 MB); the plots and reports add about 1 MB.
+    assert size < 42 * 2**20
 
 
 def test_reference_loads_in_a_fresh_process_with_plain_keras_and_as_savedmodel(test_split, tmp_path,
@@ -58,8 +61,11 @@ print(json.dumps({{"keras": from_keras.tolist(), "saved": from_saved.tolist()}})
     np.testing.assert_allclose(scores["keras"], reference.predict(images), atol=1e-5)
 
 
-def test_reference_detects_fakes_on_the_sample_test_split(test_split, reference):
+def test_reference_scores_its_measured_accuracy_and_auc_on_the_sample_test_split(test_split, reference):
+    from sklearn.metrics import roc_auc_score
+
     images, labels = test_split
     assert 0 < labels.mean() < 1
-    predicted = reference.predict(images) >= reference.threshold
-    assert (predicted == labels).mean() >= MIN_TEST_ACCURACY
+    scores = reference.predict(images)
+    assert ((scores >= reference.threshold) == labels).mean() == pytest.approx(TEST_ACCURACY, abs=0.01)
+    assert roc_auc_score(labels, scores) == pytest.approx(TEST_AUC, abs=0.01)
