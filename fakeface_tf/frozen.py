@@ -109,8 +109,11 @@ def _plain(batches):
 def _features(model: keras.Model, cut: list | None, batches) -> np.ndarray:
     """The `features` layer's values for every batch (images, or cached maps of the `cut`
     tensors)."""
+    features = model.get_layer("features").output
+    if cut is not None and len(cut) == 1 and cut[0] is features:  # frozen: the maps are features
+        return np.concatenate(batches.maps).astype(np.float64)
     source = cut or model.inputs
-    extract = keras.Model(source[0] if len(source) == 1 else source, model.get_layer("features").output)
+    extract = keras.Model(source[0] if len(source) == 1 else source, features)
     if isinstance(batches, CachedMaps):
         parts = [extract(batches[i][0], training=False) for i in range(len(batches))]
     else:
