@@ -1,6 +1,7 @@
 """Training throughput of every registry model vs the machine's matmul peak.
 
-For each model (built from its shipped config at 128x128x1, batch 32, synthetic data): a few
+For each model (built from its shipped config at 128x128 in that config's colour, batch 32,
+synthetic data; FaceRes resizes to 224 inside and trains its whole graph here): a few
 warm-up steps, then timed `fit` steps -> images/s. Forward FLOPs per image come from the TF
 profiler on the frozen inference graph; a training step costs about 3x the forward pass, so
 achieved GFLOP/s = FLOPs x 3 x img/s. Peak: the best of several large float32 matmuls.
@@ -55,7 +56,7 @@ def forward_flops(model) -> float:
 def train_rate(model, warmup: int, steps: int) -> float:
     """Training images per second on one repeated synthetic batch."""
     rng = np.random.default_rng(0)
-    images = rng.uniform(0, 255, (BATCH, SIZE, SIZE, 1)).astype("float32")
+    images = rng.uniform(0, 255, (BATCH, *model.input_shape[1:])).astype("float32")
     labels = (np.arange(BATCH) % 2).astype("float32")
     ds = tf.data.Dataset.from_tensors((images, labels)).repeat()
     model.fit(ds, steps_per_epoch=warmup, epochs=1, shuffle=False, verbose=0)
@@ -66,8 +67,8 @@ def train_rate(model, warmup: int, steps: int) -> float:
 
 def model_config(name: str):
     """The model as shipped (configs/<name>.yaml), at the benchmark's size and batch."""
-    return apply_overrides(load_config(REPO_ROOT / "configs" / f"{name}.yaml"), [f"data.image_size={SIZE}", "data.color=gray",
-                                  f"training.batch_size={BATCH}"])
+    return apply_overrides(load_config(REPO_ROOT / "configs" / f"{name}.yaml"),
+                           [f"data.image_size={SIZE}", f"training.batch_size={BATCH}"])
 
 
 def main() -> None:

@@ -188,7 +188,13 @@ def _validation(root: Path) -> str:
     if not metrics:
         return "## Validation metrics\nNo metrics.json beside the model."
     rows = [(k, v) for k, v in metrics.items() if isinstance(v, (int, float, str)) and not isinstance(v, bool)]
-    return "## Validation metrics\nFrom training (best checkpoint, threshold 0.5).\n\n" + _table(("metric", "value"), rows)
+    text = "## Validation metrics\nFrom training (best checkpoint, threshold 0.5).\n\n" + _table(("metric", "value"), rows)
+    probe = _read_json(root / "probe.json")
+    if probe:
+        text += (f"\n\nThe head started as a logistic-regression probe on the frozen features "
+                 f"(C {probe.get('C')}): validation AUC {format_value(probe.get('val_auc'))}, "
+                 f"accuracy {format_value(probe.get('val_accuracy'))}; fine-tuning had to beat it.")
+    return text
 
 
 def _evaluations(root: Path) -> tuple[str, list[dict]]:

@@ -225,6 +225,7 @@ def data_curve(table: pd.DataFrame, path: str | Path, title: str = "What more tr
         for x, y in zip(table["train_faces"], table[column]):
             ax.annotate(f"{y:.3f}", (x, y), textcoords="offset points", xytext=(0, 6),
                         ha="center", fontsize=8)
+    ax.margins(x=0.08, y=0.15)  # room for the value labels
     ax.set_xscale("log", base=2)
     ax.set_xticks(table["train_faces"], [f"{n}\n({f:.0%})" for n, f in
                                           zip(table["train_faces"], table["train_fraction"])])
