@@ -69,11 +69,12 @@ def run(args: argparse.Namespace) -> int:
     else:
         _stage("4/5 fairness skipped (no fairness/labels.csv)", timings)
 
-    _stage("5/5 model card", timings)
+    _stage("5/5 card: MODEL_CARD.md beside the model", timings)
     card_path = card.write_card(run_dir)
 
     print(f"\nDone in {time.time() - started:.0f} s ("
-          + ", ".join(f"{stage.split()[1]} {seconds:.0f} s" for stage, seconds in _durations(timings))
+          + ", ".join(f"{stage.split()[1].strip(':')} {seconds:.0f} s"
+                      for stage, seconds in _durations(timings))
           + f"). Run folder: {run_dir}")
     print("test split: " + ", ".join(f"{k} {evaluate.format_value(metrics.get(k))}"
                                      for k in ("accuracy", "roc_auc", "f1", "threshold")))
