@@ -31,20 +31,19 @@ def split(model: keras.Model, cfg: Config) -> tuple[keras.Model, keras.Model]:
     return keras.Model(model.inputs, cut, name="frozen"), keras.Model(cut, model.outputs[0], name="rest")
 
 
-def _maps(frozen: keras.Model, dataset, flip: bool) -> tuple[list[np.ndarray], np.ndarray]:
-    """The frozen part's outputs (float16) for every batch of `dataset`, optionally mirrored."""
-    outputs, labels = None, []
+def _maps(frozen: keras.Model, dataset, flips: bool):
+    """The frozen part's outputs (float16) for every batch of `dataset`, read once: (maps,
+    maps of the mirrored images or None, labels)."""
+    views = (False, True) if flips else (False,)
+    stores, labels = [[] for _ in views], []
     for images, y in dataset:
-        if flip:
-            images = tf.reverse(images, axis=[2])
-        values = frozen(images, training=False)
-        values = values if isinstance(values, (list, tuple)) else [values]
-        if outputs is None:
-            outputs = [[] for _ in values]
-        for store, value in zip(outputs, values):
-            store.append(np.asarray(value, np.float16))
+        for store, mirrored in zip(stores, views):
+            values = frozen(tf.reverse(images, axis=[2]) if mirrored else images, training=False)
+            values = values if isinstance(values, (list, tuple)) else [values]
+            store.append([np.asarray(v, np.float16) for v in values])
         labels.append(np.asarray(y, np.float32))
-    return [np.concatenate(store) for store in outputs], np.concatenate(labels)
+    joined = [[np.concatenate(parts) for parts in zip(*store)] for store in stores]
+    return joined[0], (joined[1] if flips else None), np.concatenate(labels)
 
 
 class CachedMaps(keras.utils.PyDataset):
@@ -88,9 +87,8 @@ class CachedMaps(keras.utils.PyDataset):
 def cache(frozen: keras.Model, train_ds, valid_ds, cfg: Config) -> tuple[CachedMaps, CachedMaps]:
     """Run the frozen part once: (training batches with flips as configured, validation batches)."""
     log.info("running the frozen layers once over the training and validation images")
-    train_maps, train_labels = _maps(frozen, train_ds, flip=False)
-    flipped = _maps(frozen, train_ds, flip=True)[0] if cfg.augment.flip else None
-    valid_maps, valid_labels = _maps(frozen, valid_ds, flip=False)
+    train_maps, flipped, train_labels = _maps(frozen, train_ds, flips=cfg.augment.flip)
+    valid_maps, _, valid_labels = _maps(frozen, valid_ds, flips=False)
     size = sum(m.nbytes for m in train_maps + valid_maps + (flipped or []))
     log.info("cached %d training and %d validation maps (%.0f MB)", len(train_labels),
              len(valid_labels), size / 1e6)
@@ -106,25 +104,22 @@ def _plain(batches):
     return batches
 
 
-def _features(model: keras.Model, cut: list | None, batches) -> np.ndarray:
-    """The `features` layer's values for every batch (images, or cached maps of the `cut`
-    tensors)."""
+def _features(model: keras.Model, cut: list | None, batches) -> tuple[np.ndarray, np.ndarray]:
+    """The `features` layer's values and the labels, in one pass over `batches` (images, or
+    cached maps of the `cut` tensors)."""
     features = model.get_layer("features").output
-    if cut is not None and len(cut) == 1 and cut[0] is features:  # frozen: the maps are features
-        return np.concatenate(batches.maps).astype(np.float64)
+    if isinstance(batches, CachedMaps):
+        if cut is not None and len(cut) == 1 and cut[0] is features:  # frozen: maps are features
+            return np.concatenate(batches.maps).astype(np.float64), batches.labels
+        cached = batches  # one batch at a time: the float32 maps of all of them are large
+        batches = (cached[i] for i in range(len(cached)))
     source = cut or model.inputs
     extract = keras.Model(source[0] if len(source) == 1 else source, features)
-    if isinstance(batches, CachedMaps):
-        parts = [extract(batches[i][0], training=False) for i in range(len(batches))]
-    else:
-        parts = [extract(x, training=False) for x, _ in batches]
-    return np.concatenate([np.asarray(p) for p in parts]).astype(np.float64)
-
-
-def _labels(batches) -> np.ndarray:
-    if isinstance(batches, CachedMaps):
-        return batches.labels
-    return np.concatenate([np.asarray(y) for _, y in batches])
+    parts, labels = [], []
+    for x, y in batches:
+        parts.append(np.asarray(extract(x, training=False)))
+        labels.append(np.asarray(y))
+    return np.concatenate(parts).astype(np.float64), np.concatenate(labels)
 
 
 def probe(model: keras.Model, train, valid, cut: list | None = None) -> dict:
@@ -136,8 +131,8 @@ def probe(model: keras.Model, train, valid, cut: list | None = None) -> dict:
     from sklearn.metrics import accuracy_score, roc_auc_score
 
     train, valid = _plain(train), _plain(valid)
-    x_train, y_train = _features(model, cut, train), _labels(train)
-    x_valid, y_valid = _features(model, cut, valid), _labels(valid)
+    x_train, y_train = _features(model, cut, train)
+    x_valid, y_valid = _features(model, cut, valid)
     norm = model.get_layer("feature_norm")
     mean, var = x_train.mean(axis=0), x_train.var(axis=0)
     scale = np.sqrt(var + norm.epsilon)

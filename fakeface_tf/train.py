@@ -196,9 +196,7 @@ def _datasets(cfg: Config, strategy: tf.distribute.Strategy):
     train_ds = data.make_dataset(path, "train", batch_size=batch, training=True,
                                  augment=cfg.augment, seed=seed, cache=True, fraction=fraction)
     if cfg.data.fairness_labels:
-        from fakeface_tf import fairness
-
-        extra = fairness.training_dataset(cfg).repeat(round(cfg.data.fairness_weight))
+        extra = _fairness_faces(cfg)
         n_extra = int(extra.cardinality())  # negative when tf.data cannot tell
         examples, known_length = examples + max(n_extra, 0), n_extra >= 0
         train_ds = (train_ds.unbatch().concatenate(extra)
@@ -217,6 +215,14 @@ def _datasets(cfg: Config, strategy: tf.distribute.Strategy):
     return train_ds, valid_ds, steps, (cfg.training.steps_per_epoch or None)
 
 
+def _fairness_faces(cfg: Config):
+    """The labelled faces mixed into training (`data.fairness_labels`), unbatched, each
+    repeated `data.fairness_weight` times."""
+    from fakeface_tf import fairness
+
+    return fairness.training_dataset(cfg).repeat(round(cfg.data.fairness_weight))
+
+
 def _plain_training_images(cfg: Config):
     """The training images in a fixed order without augmentation (fairness faces appended when
     configured): what the frozen part and the probe see."""
@@ -226,10 +232,7 @@ def _plain_training_images(cfg: Config):
     ds = data.make_dataset(records_path(cfg), "train", batch_size=batch,
                            fraction=cfg.data.train_fraction)
     if cfg.data.fairness_labels:
-        from fakeface_tf import fairness
-
-        extra = fairness.training_dataset(cfg).repeat(round(cfg.data.fairness_weight))
-        ds = ds.unbatch().concatenate(extra).batch(batch)
+        ds = ds.unbatch().concatenate(_fairness_faces(cfg)).batch(batch)
     return ds
 
 
@@ -251,9 +254,7 @@ def _trainable_part(model: keras.Model, cfg: Config, train_ds, valid_ds, fresh: 
         probe = frozen.probe(model, train_maps, valid_maps, frozen_outputs(model, cfg.model))
     # The rest shares the whole model's optimizer, so checkpoints of the whole model carry
     # its state and `--resume` continues where it stopped.
-    rest.compile(optimizer=model.optimizer, loss=model.loss,
-                 metrics=[keras.metrics.deserialize(keras.metrics.serialize(m))
-                          for m in _metrics(cfg)])
+    rest.compile(optimizer=model.optimizer, loss=model.loss, metrics=_metrics(cfg))
     return rest, train_maps, valid_maps, probe
 
 
