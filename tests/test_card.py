@@ -78,3 +78,14 @@ def test_card_describes_the_crop_the_model_was_trained_on(tiny_run_copy):
     values["data"]["level"] = False
     config.write_text(yaml.safe_dump(values))
     assert "the face is not rotated" in card.write_card(tiny_run_copy).read_text()
+
+
+def test_card_shows_the_learning_curve_and_the_licences_beside_the_model(tiny_run_copy):
+    (tiny_run_copy / "learning_curve.csv").write_text(
+        "run,train_fraction,train_faces,accuracy,roc_auc,threshold,test_faces\n"
+        "a,0.5,32,0.75,0.8,0.5,32\nb,1.0,64,0.875,0.9,0.5,32\n")
+    text = card.write_card(tiny_run_copy).read_text()
+    section = text.split("## Learning curve")[1].split("\n## ")[0]
+    assert "| 0.500 | 32 | 0.750 | 0.800 |" in section and "| 1.000 | 64 | 0.875 | 0.900 |" in section
+    assert "## Licences" in text and "non-commercial" in text
+    assert "FaceRes" not in text  # the backbone's terms only for a FaceRes model

@@ -42,6 +42,8 @@ def test_overrides_are_typed_and_change_the_digest():
     ("training.batch_size=big", "config key 'training.batch_size' expects int"),
     ("training.epochs=0", "training.epochs must be >= 1"),
     ("no_equals_sign", "--set expects key=value"),
+    ("data.train_fraction=0", "data.train_fraction must be in (0, 1]"),
+    ("model.trainable_blocks=15", "model.trainable_blocks must be in 0..14"),
 ])
 def test_bad_override_is_one_clear_line(override, message):
     with pytest.raises(FakefaceError) as info:

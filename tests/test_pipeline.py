@@ -1,5 +1,6 @@
 """The main job end to end on a miniature copy of the sample layout."""
 
+import re
 import shutil
 
 import pandas as pd
@@ -34,6 +35,8 @@ def test_main_job_preprocesses_trains_evaluates_audits_and_writes_a_card(mini_da
     assert code == 0
     out = capsys.readouterr().out
     assert "test split: accuracy" in out and "model card:" in out
+    assert re.search(r"Done in \d+ s \(preprocess \d+ s, train \d+ s, evaluate \d+ s, "
+                     r"fairness \d+ s, card \d+ s\)", out)
     (run_dir,) = [p for p in runs.iterdir() if p.is_dir()]
     assert (tmp_path / "records" / "manifest.csv").is_file()
     assert (run_dir / "model.keras").is_file() and (run_dir / "threshold.json").is_file()

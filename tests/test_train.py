@@ -203,6 +203,16 @@ def test_frozen_layers_run_once_the_probe_starts_the_head_and_the_whole_model_is
         assert same != changed, name
 
 
+def test_exported_model_is_frozen_and_loads_without_optimizer_warnings(tiny_run):
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = keras.models.load_model(tiny_run / "model.keras")
+    assert model.trainable_variables == [] and model.count_params() > 0
+    assert not [w for w in caught if "optimizer" in str(w.message)]
+
+
 def test_cache_frozen_refuses_augmentations_it_cannot_precompute(tiny_records):
     with pytest.raises(FakefaceError, match="cache_frozen works with flips only"):
         tiny_config(tiny_records, "training.cache_frozen=true", "augment.shift=0.1")
