@@ -26,7 +26,7 @@ import tensorflow as tf  # noqa: E402
 
 from fakeface_tf import data, records  # noqa: E402
 from fakeface_tf.config import data_root  # noqa: E402
-from fakeface_tf.faces import load_image  # noqa: E402
+from fakeface_tf.images import load_image  # noqa: E402
 
 BATCH, SIZE, EPOCHS, SAMPLE = 32, 128, 2, 2000
 

@@ -74,11 +74,15 @@ class RssWatcher(threading.Thread):
             time.sleep(0.05)
 
 
-def start_server(model: Path, port: int) -> subprocess.Popen:
+def start_server(model: Path, port: int, extra: tuple[str, ...] = (),
+                 code: Path | None = None) -> subprocess.Popen:
+    """`fakeface serve` on loopback, from this checkout or the package folder `code`."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "TF_ENABLE_ONEDNN_OPTS": "1"}
+    if code is not None:
+        env["PYTHONPATH"] = str(code)
     server = subprocess.Popen(
         [sys.executable, "-m", "fakeface_tf.cli", "serve", "--model", str(model),
-         "--host", "127.0.0.1", "--port", str(port)], env=env)
+         "--host", "127.0.0.1", "--port", str(port), *extra], env=env, cwd=code)
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         if server.poll() is not None:

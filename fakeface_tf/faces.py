@@ -11,42 +11,20 @@ interpolation. Where the square runs past the image edge, the edge pixels are re
 from __future__ import annotations
 
 import functools
-import io
 import math
-import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
 from tqdm.auto import tqdm
 
 from fakeface_tf.errors import FakefaceError
+from fakeface_tf.images import ImageError, load_image
 
 STATUSES = ("ok", "no_face", "too_small", "low_confidence", "unreadable")
 DETECT_MAX_SIDE = 1024  # larger images are shrunk for detection only; crops use full resolution
 MIN_DETECT_SIDE = 12  # MTCNN's smallest input (its PNet window)
-
-
-class ImageError(FakefaceError):
-    """A file or byte string that cannot be decoded into an image; the message says why."""
-
-
-class EmptyImageError(ImageError):
-    """Zero bytes were given (the web API answers 400)."""
-
-
-class NotAnImageError(ImageError):
-    """The bytes are no image format Pillow knows, e.g. a text file (415)."""
-
-
-class CorruptImageError(ImageError):
-    """An image header was found but the data is truncated or corrupt (422)."""
-
-
-class ImageTooLargeError(ImageError):
-    """More pixels than allowed, a likely decompression bomb (413)."""
+DETECT_BATCH_PIXELS = 4_000_000  # pixels per MTCNN call: 64 faces of 256 px, 4 of 1024 px
 
 
 @dataclass
@@ -81,90 +59,6 @@ class FaceCrop:
     @property
     def ok(self) -> bool:
         return self.status == "ok"
-
-
-# ---------------------------------------------------------------------------- decoding
-
-
-def _describe(source) -> str:
-    return str(source) if isinstance(source, (str, Path)) else "image bytes"
-
-
-def _read_bytes(source: str | Path | bytes) -> bytes:
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        data = bytes(source)
-    else:
-        path = Path(source)
-        if not path.is_file():
-            raise ImageError(f"{path}: file not found")
-        data = path.read_bytes()
-    if not data:
-        raise EmptyImageError(f"{_describe(source)}: empty file (0 bytes)")
-    return data
-
-
-def _not_an_image_reason(data: bytes) -> str:
-    head = data[:512]
-    try:
-        head.decode("utf-8")
-        return "not an image: the file holds text"
-    except UnicodeDecodeError:
-        return "not an image: unrecognised format"
-
-
-def _to_rgb(img: Image.Image) -> np.ndarray:
-    """Any Pillow mode as RGB uint8; transparency is composited onto white."""
-    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        wide = np.asarray(img, dtype=np.float64)
-        scale = 255.0 / 65535.0 if img.mode != "F" else 1.0
-        gray = np.clip(wide * scale, 0, 255).astype(np.uint8)
-        return np.ascontiguousarray(np.repeat(gray[..., None], 3, axis=2))
-    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
-        rgba = img.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        img = Image.alpha_composite(white, rgba)
-    return np.asarray(img.convert("RGB"), dtype=np.uint8)
-
-
-def load_image(source: str | Path | bytes, max_pixels: int = 50_000_000) -> np.ndarray:
-    """Decode a file or bytes into RGB uint8 HxWx3, upright per its EXIF orientation.
-
-    JPEGs above `max_pixels` are decoded at a reduced DCT scale (1/2 .. 1/8) so a
-    12000x12000 photo loads as 6000x6000 without a 432 MB buffer; other formats above
-    `max_pixels` are refused. Anything undecodable raises ImageError naming the file.
-    """
-    name = _describe(source)
-    data = _read_bytes(source)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
-    except UnidentifiedImageError:
-        raise NotAnImageError(f"{name}: {_not_an_image_reason(data)}") from None
-    except Image.DecompressionBombError as exc:
-        raise ImageTooLargeError(f"{name}: too large to decode safely ({exc})") from None
-    except OSError as exc:
-        raise CorruptImageError(f"{name}: cannot read image header ({exc})") from None
-    width, height = img.size
-    if width * height > max_pixels:
-        if img.format != "JPEG":
-            raise ImageTooLargeError(
-                f"{name}: {width}x{height} is {width * height / 1e6:.0f} megapixels, "
-                f"above the {max_pixels / 1e6:.0f} MP limit"
-            )
-        factor = 2
-        while factor < 8 and (width // factor) * (height // factor) > max_pixels:
-            factor *= 2
-        img.draft(img.mode, (width // factor, height // factor))
-    try:
-        img.load()
-        img = ImageOps.exif_transpose(img)
-        rgb = _to_rgb(img)
-    except (OSError, ValueError, SyntaxError) as exc:
-        raise CorruptImageError(f"{name}: corrupt or truncated image data ({exc})") from None
-    if rgb.shape[0] * rgb.shape[1] > max_pixels:
-        raise ImageTooLargeError(f"{name}: {width}x{height} is above the {max_pixels / 1e6:.0f} MP limit")
-    return rgb
 
 
 # --------------------------------------------------------------------------- detection
@@ -208,17 +102,20 @@ def _detect(images: list[np.ndarray], detector) -> list[list[dict]]:
     """MTCNN detections per image, in each image's own coordinates.
 
     Images are batched together only with others of the same shape (MTCNN pads a mixed
-    batch to its largest member, which would waste work).
+    batch to its largest member, which would waste work), DETECT_BATCH_PIXELS at a time.
     """
     results: list[list[dict]] = [[] for _ in images]
     by_shape: dict[tuple, list[int]] = {}
     for i, img in enumerate(images):
         by_shape.setdefault(img.shape, []).append(i)
-    for indices in by_shape.values():
-        batch = [images[i].astype(np.float32) for i in indices]
-        rows = detector.detect_faces(batch, output_type="numpy")
-        for row in np.asarray(rows).reshape(-1, 16):
-            results[indices[int(row[0])]].append(_parse_row(row))
+    for shape, same in by_shape.items():
+        step = max(1, DETECT_BATCH_PIXELS // (shape[0] * shape[1]))  # bounds MTCNN's memory
+        for start in range(0, len(same), step):
+            indices = same[start:start + step]
+            batch = [images[i].astype(np.float32) for i in indices]
+            rows = detector.detect_faces(batch, output_type="numpy")
+            for row in np.asarray(rows).reshape(-1, 16):
+                results[indices[int(row[0])]].append(_parse_row(row))
     return results
 
 

@@ -26,7 +26,8 @@ from PIL import Image
 from fakeface_tf import artifacts
 from fakeface_tf.ensemble import member_prefixes
 from fakeface_tf.errors import FakefaceError
-from fakeface_tf.faces import FaceCrop, extract_face, get_detector, load_image
+from fakeface_tf.faces import FaceCrop, extract_face, extract_faces, get_detector
+from fakeface_tf.images import MAX_PIXELS, load_image
 
 VERDICTS = ("real face", "fake face", "not a face")
 EXPLAIN_METHODS = ("gradcam++", "smoothgrad", "scorecam")
@@ -38,7 +39,6 @@ COLORMAPS = {
     "viridis": cv2.COLORMAP_VIRIDIS,
     "hot": cv2.COLORMAP_HOT,
 }
-MAX_PIXELS = 50_000_000  # decoded size limit; larger images are refused as decompression bombs
 SMOOTH_SAMPLES = 20  # SmoothGrad noisy copies
 SMOOTH_NOISE = 0.2  # their noise sigma, as a fraction of the crop's value range
 SCORECAM_MAX_N = 32  # Faster-Score-CAM: only the 32 most varied activation maps are scored
@@ -48,7 +48,7 @@ SCORECAM_MAX_N = 32  # Faster-Score-CAM: only the 32 most varied activation maps
 
 
 def read_image(source: str | Path | bytes | np.ndarray, max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """RGB uint8 HxWx3 from a path, bytes or array; bad input raises one of faces' ImageErrors."""
+    """RGB uint8 HxWx3 from a path, bytes or array; bad input raises one of images' ImageErrors."""
     if isinstance(source, np.ndarray):
         return source
     return load_image(source, max_pixels=max_pixels)
@@ -342,23 +342,47 @@ class Detector:
 
     def predict(self, source: str | Path | bytes | np.ndarray, explain: str | None = None) -> Prediction:
         """Verdict for one image (path, bytes or RGB array), with a heatmap when `explain` is set."""
+        self.check_explain(explain)
+        return self.predict_images([read_image(source, self.max_pixels)], [explain])[0]
+
+    def check_explain(self, explain: str | None) -> None:
+        """Refuse an unknown method, or any method for a model that cannot be explained."""
         if explain is not None and explain not in EXPLAIN_METHODS:
             raise FakefaceError(f"explain must be one of {', '.join(EXPLAIN_METHODS)}, got {explain!r}")
         if explain is not None and not self.explain_methods:
             raise FakefaceError(f"{self.model.path} is a bare SavedModel: explanations need "
                                 "a Keras model (.keras file or a run folder)")
-        image = read_image(source, self.max_pixels)
+
+    def predict_images(self, images: list[np.ndarray], explains: list[str | None]) -> list[Prediction]:
+        """Verdicts for decoded RGB images, scored in one batch, each explained as asked."""
+        for explain in set(explains):
+            self.check_explain(explain)
+        results = self.score_images(images)
+        for result, explain in zip(results, explains):
+            self.explain(result, explain)
+        return results
+
+    def score_images(self, images: list[np.ndarray]) -> list[Prediction]:
+        """Verdicts without explanations: MTCNN batches same-shape images and the model
+        scores every face found in one batch."""
         with self._lock:
-            face = extract_face(image, self.model.face_options, get_detector())
-            if not face.ok:
-                return Prediction("not a face", None, self.threshold, face, image)
-            probability = float(self.model.predict(face.image[None])[0])
-            verdict = verdict_for(True, probability, self.threshold)
-            result = Prediction(verdict, probability, self.threshold, face, image, explain)
-            if explain:
-                if self._explainer is None:
-                    self._explainer = Explainer(self.model.keras_model)
-                result.heatmap = self._explainer(explain, face.image, verdict == "fake face")
-        if explain:
-            result.heatmap_image = heatmap_to_original(result.heatmap, face.transform, image.shape)
+            crops = extract_faces(images, self.model.face_options, get_detector())
+            faces = [i for i, crop in enumerate(crops) if crop.ok]
+            scores = self.model.predict(np.stack([crops[i].image for i in faces])) if faces else []
+        probability = dict(zip(faces, (float(p) for p in scores)))
+        return [Prediction(verdict_for(face.ok, probability.get(i), self.threshold),
+                           probability.get(i), self.threshold, face, image)
+                for i, (image, face) in enumerate(zip(images, crops))]
+
+    def explain(self, result: Prediction, method: str | None) -> Prediction:
+        """Add the heatmap for `method` to a face's verdict (a no-op for None or no face)."""
+        if method is None or not result.face.ok:
+            return result
+        self.check_explain(method)
+        with self._lock:
+            if self._explainer is None:
+                self._explainer = Explainer(self.model.keras_model)
+            heat = self._explainer(method, result.face.image, result.verdict == "fake face")
+        result.explain, result.heatmap = method, heat
+        result.heatmap_image = heatmap_to_original(heat, result.face.transform, result.image.shape)
         return result

@@ -18,9 +18,9 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from fakeface_tf.errors import FakefaceError
+from fakeface_tf.images import is_image_file
 from fakeface_tf.inference import COLORMAPS, EXPLAIN_METHODS, Detector, Prediction, to_png
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 CSV_COLUMNS = ["path", "verdict", "probability", "threshold", "face_status", "face_reason",
                "box_x", "box_y", "box_w", "box_h", "angle", "overlay", "error"]
 
@@ -44,7 +44,7 @@ def expand(paths: list) -> tuple[list[Path], bool]:
     for path in map(Path, paths):
         if path.is_dir():
             any_folder = True
-            files += sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+            files += sorted(p for p in path.rglob("*") if is_image_file(p))
         else:
             files.append(path)  # a missing or bad file is reported by predict, per file
     return files, any_folder

@@ -1,34 +1,87 @@
 """`fakeface serve`: the single-page web app and its JSON API (FastAPI + uvicorn).
 
-`POST /api/predict` takes a multipart `file` (and an optional `explain` field) and answers
-the verdict, P(fake), threshold, face box and angle, and base64 PNGs: the original with the
-face box, the heatmap as a transparent layer, and the blended overlay. Uploads are parsed in
-memory (never spooled to disk) with a hard size cap; bad input is answered 400/413/415/422
-with a reason. Inference runs in a worker thread (one image at a time through TensorFlow,
-serialised by the Detector's lock), so `/api/health` answers while an explanation runs.
+`POST /api/predict` takes a multipart `file` (and optional `explain` and `images` fields) and
+answers the verdict, P(fake), threshold, face box and angle, and, unless `images=none`,
+base64 PNGs: the original with the face box, the heatmap as a transparent layer, and the
+blended overlay.
+
+Built to hold up under hostile uploads and load:
+- uploads are parsed in memory with a hard size cap and a time limit on reading the body;
+- at most `max_pending` requests are in flight; the next one gets 503 with Retry-After;
+- images are decoded by `images.load_image` (the one decode function, bounded memory) under
+  a concurrency limit sized from memory, then micro-batched through MTCNN and the model;
+- bad input is answered 400/408/413/415/422 with a reason, a client that hangs up is one log
+  line, and a crash is a generic 500 whose request id is also in the log;
+- every response carries security headers and an X-Request-ID.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import base64
+import contextlib
+import hashlib
+import logging
+import math
+import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from python_multipart import create_form_parser
 from python_multipart.exceptions import FormParserError
+from starlette.datastructures import MutableHeaders
+from starlette.requests import ClientDisconnect
 
+from fakeface_tf import memory
+from fakeface_tf.batcher import Batcher
 from fakeface_tf.errors import FakefaceError
-from fakeface_tf.faces import CorruptImageError, EmptyImageError, ImageTooLargeError, NotAnImageError
+from fakeface_tf.images import (
+    MAX_PIXELS,
+    CorruptImageError,
+    EmptyImageError,
+    ImageTooLargeError,
+    NotAnImageError,
+    decode_bytes_bound,
+    load_image,
+)
 from fakeface_tf.inference import EXPLAIN_METHODS, Detector, to_png
 
+log = logging.getLogger("fakeface.serve")
 STATIC = Path(__file__).parent / "static"
-FORM_OVERHEAD = 64 * 1024  # multipart boundaries, part headers and the explain field
+FORM_OVERHEAD = 64 * 1024  # multipart boundaries, part headers and the text fields
 DISPLAY_SIDE = 1024  # images sent back to the page are shrunk to this longer side
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data: blob:; object-src 'none'; "
+                               "base-uri 'none'; frame-ancestors 'none'; form-action 'self'",
+    "Cross-Origin-Opener-Policy": "same-origin",
+}
+
+
+@dataclass
+class Limits:
+    """What one server accepts and how much it takes on at once (`fakeface serve` options)."""
+
+    max_upload_mb: float = 10.0  # larger uploads: 413
+    max_pending: int = 32  # requests in flight (reading, queued or running); more: 503
+    body_timeout: float = 30.0  # seconds to receive the whole upload; slower: 408
+    request_timeout: float = 60.0  # seconds from arrival to answer; longer: 503
+    decode_memory_mb: float = 512.0  # memory for images being decoded at once
+    max_batch: int = 16  # images per pass through MTCNN and the model
+    max_wait_ms: float = 5.0  # how long an idle server waits to fill a batch
+
+    @property
+    def decode_slots(self) -> int:
+        """Concurrent decodes that fit in decode_memory_mb, each at its worst case."""
+        return max(1, int(self.decode_memory_mb * 2**20 // decode_bytes_bound(MAX_PIXELS)))
 
 
 class UploadTooLarge(FakefaceError):
@@ -43,6 +96,18 @@ class WrongMediaType(FakefaceError):
     """The request body is not multipart/form-data (415)."""
 
 
+class UploadTimeout(FakefaceError):
+    """The body did not arrive within the time limit (408)."""
+
+
+class ServerBusy(FakefaceError):
+    """Too many requests in flight, or no answer in time (503 with Retry-After)."""
+
+    def __init__(self, message: str, retry_after: int):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 STATUS = {
     UploadTooLarge: 413,
     ImageTooLargeError: 413,
@@ -50,6 +115,8 @@ STATUS = {
     NotAnImageError: 415,
     BadUpload: 400,
     EmptyImageError: 400,
+    UploadTimeout: 408,
+    ServerBusy: 503,
     CorruptImageError: 422,
 }
 
@@ -107,19 +174,18 @@ def _b64(png: bytes | None) -> str | None:
     return None if png is None else base64.b64encode(png).decode("ascii")
 
 
-def predict_payload(detector: Detector, data: bytes, explain: str | None) -> dict:
-    """The JSON answer for one upload: the verdict plus base64 PNGs for the page."""
-    result = detector.predict(data, explain=explain)
-    heat = result.heatmap_rgba(max_side=DISPLAY_SIDE)
-    blended = result.overlay(max_side=DISPLAY_SIDE)
-    return {
-        **result.to_dict(),
-        "images": {
+def payload(result, with_images: bool = True) -> dict:
+    """The JSON answer for one verdict, with base64 PNGs for the page unless told not to."""
+    answer = result.to_dict()
+    if with_images:
+        heat = result.heatmap_rgba(max_side=DISPLAY_SIDE)
+        blended = result.overlay(max_side=DISPLAY_SIDE)
+        answer["images"] = {
             "boxed": _b64(to_png(result.boxed(DISPLAY_SIDE))),
             "heatmap": _b64(None if heat is None else to_png(heat)),
             "overlay": _b64(None if blended is None else to_png(blended)),
-        },
-    }
+        }
+    return answer
 
 
 def _parse_explain(value: str | None) -> str | None:
@@ -131,43 +197,155 @@ def _parse_explain(value: str | None) -> str | None:
     return value
 
 
-def create_app(model_path: str | Path | None = None, max_upload_mb: float = 10,
+def _parse_images(value: str | None) -> bool:
+    value = (value or "all").strip().lower()
+    if value not in ("all", "none"):
+        raise BadUpload(f"images must be all or none, got {value!r}")
+    return value == "all"
+
+
+def _decode(data: bytes):
+    """Decode one upload, then hand freed decoder buffers back to the OS."""
+    try:
+        return load_image(data)
+    finally:
+        memory.release()
+
+
+def model_identity(detector: Detector) -> dict:
+    """The loaded model's name, architecture and content hash: what it is, not where it lives."""
+    model = detector.model
+    weights = model.path if model.path.is_file() else model.path / "saved_model.pb"
+    digest = hashlib.sha256()
+    with open(weights, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return {"name": model.root.name, "architecture": model.config.model.name if model.config else None,
+            "version": digest.hexdigest()[:12]}
+
+
+class Guard:
+    """ASGI middleware: a request id and security headers on every response, and a crash
+    turned into a generic 500 that names the request id the log line also carries."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        request_id = uuid.uuid4().hex[:12]
+        scope.setdefault("state", {})["request_id"] = request_id
+        started = False
+
+        async def send_guarded(message):
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                headers = MutableHeaders(scope=message)
+                for name, value in SECURITY_HEADERS.items():
+                    headers.setdefault(name, value)
+                headers["X-Request-ID"] = request_id
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_guarded)
+        except Exception:  # noqa: BLE001 - the one place a bug becomes a 500
+            log.exception("request %s (%s %s) failed", request_id, scope.get("method"), scope.get("path"))
+            if not started:
+                body = {"error": f"internal error; quote request id {request_id} when reporting it",
+                        "status": 500, "request_id": request_id}
+                await JSONResponse(body, status_code=500)(scope, receive, send_guarded)
+
+
+def _predict_batch(detector: Detector):
+    """The batcher's work: score the whole batch at once, then explain the items that asked."""
+
+    def run(items: list[tuple]):
+        results = detector.score_images([image for image, _ in items])
+        explained = [i for i, (_, explain) in enumerate(items) if explain and results[i].face.ok]
+        for i in range(len(items)):
+            if i not in explained:
+                yield i, results[i]
+        for i in explained:
+            yield i, detector.explain(results[i], items[i][1])
+        memory.release()
+
+    return run
+
+
+def create_app(model_path: str | Path | None = None, limits: Limits = Limits(),
                cors_origins: list[str] | None = None, detector: Detector | None = None) -> FastAPI:
     """The web app for one model (loaded once; pass `detector` to share a loaded one)."""
     detector = detector or Detector.load(model_path)
-    max_bytes = int(max_upload_mb * 2**20)
-    app = FastAPI(title="fakeface", docs_url=None, redoc_url=None, openapi_url=None)
+    identity = model_identity(detector)
+    max_bytes = int(limits.max_upload_mb * 2**20)
+    batcher = Batcher(_predict_batch(detector), limits.max_batch, limits.max_wait_ms / 1000)
+    decode_slots = asyncio.Semaphore(limits.decode_slots)
+    pending = 0
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        yield
+        batcher.close()
+
+    app = FastAPI(title="fakeface", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
+    app.add_middleware(Guard)
     if cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=list(cors_origins),
                            allow_methods=["GET", "POST"], allow_headers=["*"])
 
+    def retry_after() -> int:
+        return max(1, math.ceil(pending * batcher.seconds_per_item))
+
     @app.exception_handler(FakefaceError)
     async def fakeface_error(request: Request, exc: FakefaceError) -> JSONResponse:
         code = status_for(exc)
-        return JSONResponse({"error": str(exc), "status": code}, status_code=code)
+        headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, ServerBusy) else None
+        return JSONResponse({"error": str(exc), "status": code}, status_code=code, headers=headers)
 
-    @app.exception_handler(Exception)
-    async def internal_error(request: Request, exc: Exception) -> JSONResponse:
-        # A bug, not bad input: still answer in words the page can show (traceback is logged).
-        return JSONResponse({"error": f"internal error: {type(exc).__name__}: {exc}", "status": 500},
-                            status_code=500)
+    @app.exception_handler(ClientDisconnect)
+    async def client_gone(request: Request, exc: ClientDisconnect) -> Response:
+        log.info("request %s: client disconnected during upload", request.state.request_id)
+        return Response(status_code=400)  # nobody is listening any more
 
     @app.get("/api/health")
     async def health() -> dict:
         return {
             "status": "ok",
-            "model": str(detector.model.path),
+            "model": identity,
             "threshold": detector.threshold,
             "image_size": detector.model.image_size,
             "explain_methods": list(detector.explain_methods),
-            "max_upload_mb": max_upload_mb,
+            "max_upload_mb": limits.max_upload_mb,
+            "pending": pending,
         }
 
     @app.post("/api/predict")
     async def predict(request: Request) -> dict:
-        data, fields = await read_upload(request, max_bytes)
-        explain = _parse_explain(fields.get("explain"))
-        return await run_in_threadpool(predict_payload, detector, data, explain)
+        nonlocal pending
+        if pending >= limits.max_pending:
+            raise ServerBusy(f"server busy: {pending} requests in flight; retry later", retry_after())
+        pending += 1
+        try:
+            async with asyncio.timeout(limits.request_timeout):
+                try:
+                    async with asyncio.timeout(limits.body_timeout):
+                        data, fields = await read_upload(request, max_bytes)
+                except TimeoutError:
+                    raise UploadTimeout(f"the upload took longer than {limits.body_timeout:g} s") from None
+                explain = _parse_explain(fields.get("explain"))
+                with_images = _parse_images(fields.get("images"))
+                async with decode_slots:
+                    image = await run_in_threadpool(_decode, data)
+                del data
+                result = await asyncio.wrap_future(batcher.submit((image, explain)))
+                return await run_in_threadpool(payload, result, with_images)
+        except TimeoutError:
+            raise ServerBusy(f"server busy: no answer within {limits.request_timeout:g} s; retry later",
+                             retry_after()) from None
+        finally:
+            pending -= 1
 
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:
@@ -178,11 +356,24 @@ def create_app(model_path: str | Path | None = None, max_upload_mb: float = 10,
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    default = Limits()
     parser.add_argument("--model", help="run folder, saved_models/ entry, .keras file or SavedModel "
                         "(default: saved_models/reference)")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
     parser.add_argument("--port", type=int, default=8000)
-    parser.add_argument("--max-upload-mb", type=float, default=10.0, help="upload cap, answered 413")
+    parser.add_argument("--max-upload-mb", type=float, default=default.max_upload_mb,
+                        help="upload cap, answered 413 (default: %(default)s)")
+    parser.add_argument("--max-pending", type=int, default=default.max_pending,
+                        help="requests in flight before new ones get 503 (default: %(default)s)")
+    parser.add_argument("--body-timeout", type=float, default=default.body_timeout,
+                        help="seconds to receive an upload, else 408 (default: %(default)s)")
+    parser.add_argument("--request-timeout", type=float, default=default.request_timeout,
+                        help="seconds to answer a request, else 503 (default: %(default)s)")
+    parser.add_argument("--decode-memory-mb", type=float, default=default.decode_memory_mb,
+                        help="memory for decoding uploads at once; sets how many decode in "
+                             "parallel (default: %(default)s)")
+    parser.add_argument("--max-batch", type=int, default=default.max_batch,
+                        help="images per pass through MTCNN and the model (default: %(default)s)")
     parser.add_argument("--cors", action="append", metavar="ORIGIN",
                         help="allow this origin cross-site (repeatable; CORS is off by default)")
 
@@ -190,9 +381,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
+    limits = Limits(max_upload_mb=args.max_upload_mb, max_pending=args.max_pending,
+                    body_timeout=args.body_timeout, request_timeout=args.request_timeout,
+                    decode_memory_mb=args.decode_memory_mb, max_batch=args.max_batch)
+    for name in ("max_upload_mb", "max_pending", "body_timeout", "request_timeout",
+                 "decode_memory_mb", "max_batch"):
+        if getattr(limits, name) <= 0:
+            raise FakefaceError(f"--{name.replace('_', '-')} must be positive, got {getattr(limits, name)}")
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    log.setLevel(logging.INFO)
+    logging.getLogger("python_multipart").setLevel(logging.ERROR)  # malformed bodies are answered 400
+    memory.tame_malloc()
     detector = Detector.load(args.model)
     detector.warmup()
-    app = create_app(max_upload_mb=args.max_upload_mb, cors_origins=args.cors, detector=detector)
-    print(f"fakeface: serving {detector.model.path} on http://{args.host}:{args.port}/", flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    app = create_app(limits=limits, cors_origins=args.cors, detector=detector)
+    print(f"fakeface: serving {detector.model.root.name} on http://{args.host}:{args.port}/ "
+          f"({limits.decode_slots} decodes and {limits.max_pending} requests at once)", flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", timeout_keep_alive=5,
+                limit_concurrency=2 * limits.max_pending + 16)
     return 0

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from pathlib import Path
 
 import pytest
+from conftest import live_server
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -20,32 +18,12 @@ pytestmark = [
 ]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tiny_keras_model):
-    """The app on a free loopback port, uvicorn in a background thread."""
-    import uvicorn
-
     from fakeface_tf.serve import create_app
 
-    port = free_port()
-    config = uvicorn.Config(create_app(tiny_keras_model), host="127.0.0.1", port=port,
-                            log_level="warning")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "server did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with live_server(create_app(tiny_keras_model)) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +33,8 @@ def page(server):
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1100, "height": 900})
+        page.console_errors = []
+        page.on("console", lambda msg: msg.type == "error" and page.console_errors.append(msg.text))
         page.goto(server)
         yield page
         browser.close()
@@ -96,3 +76,10 @@ def test_text_file_shows_the_error_in_words(page, tmp_path):
     page.set_input_files("#file", str(note))
     page.wait_for_selector("#error:not([hidden])", timeout=60_000)
     assert "not an image" in page.inner_text("#error")
+
+
+def test_page_runs_under_its_content_security_policy(page, sample_root):
+    face = sorted((sample_root / "faces" / "fake").glob("*.jpg"))[0]
+    _upload(page, face)
+    assert _loaded(page, "#boxed")
+    assert not [text for text in page.console_errors if "Content Security Policy" in text]

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from fakeface_tf import faces
+from fakeface_tf import faces, images
 from fakeface_tf.errors import FakefaceError
 
 ROTATION = 15.0  # degrees, counter-clockwise as displayed (cv2 convention)
@@ -15,7 +15,7 @@ ROTATION = 15.0  # degrees, counter-clockwise as displayed (cv2 convention)
 @pytest.fixture(scope="module")
 def frontal(sample_root) -> np.ndarray:
     """A frontal FFHQ face whose eyes are level to within a degree."""
-    return faces.load_image(sample_root / "faces" / "real" / "zoya_00011.jpg")
+    return images.load_image(sample_root / "faces" / "real" / "zoya_00011.jpg")
 
 
 def rotate(image: np.ndarray, degrees: float) -> np.ndarray:
@@ -113,6 +113,6 @@ def test_unlevelled_cut_copies_whole_pixels_without_interpolation():
 
 
 def test_level_false_keeps_the_face_unrotated(sample_root):
-    image = faces.load_image(sample_root / "faces" / "real" / "zoya_00011.jpg")
+    image = images.load_image(sample_root / "faces" / "real" / "zoya_00011.jpg")
     crop = faces.extract_face(image, faces.FaceOptions(level=False))
     assert crop.ok and crop.angle == 0.0

@@ -10,13 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fakeface_tf.faces import (
-    CorruptImageError,
-    EmptyImageError,
-    ImageTooLargeError,
-    NotAnImageError,
-    crop_transform,
-)
+from fakeface_tf.faces import crop_transform
+from fakeface_tf.images import CorruptImageError, EmptyImageError, ImageTooLargeError, NotAnImageError
 from fakeface_tf.inference import (
     EXPLAIN_METHODS,
     Detector,

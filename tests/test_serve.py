@@ -14,7 +14,7 @@ with warnings.catch_warnings():  # starlette's notice that it prefers httpx2 to 
     from fastapi.testclient import TestClient
 
 from fakeface_tf.inference import Detector
-from fakeface_tf.serve import create_app
+from fakeface_tf.serve import Limits, create_app
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +24,7 @@ def detector(tiny_keras_model) -> Detector:
 
 @pytest.fixture(scope="module")
 def client(detector) -> TestClient:
-    return TestClient(create_app(max_upload_mb=1, detector=detector))
+    return TestClient(create_app(limits=Limits(max_upload_mb=1), detector=detector))
 
 
 @pytest.fixture(scope="module")
