@@ -83,3 +83,16 @@ def test_page_runs_under_its_content_security_policy(page, sample_root):
     _upload(page, face)
     assert _loaded(page, "#boxed")
     assert not [text for text in page.console_errors if "Content Security Policy" in text]
+
+
+def test_page_says_which_model_is_loaded_and_what_it_cannot_detect(page):
+    page.wait_for_function("document.getElementById('model-info').textContent.length > 0")
+    assert page.inner_text("#model-info").startswith("Model: ")
+    assert "diffusion" in page.inner_text("#scope")
+
+
+def test_nonface_shows_no_threshold_and_no_face_caption(page, sample_root):
+    nonface = sorted((sample_root / "nonface").glob("*.jpg"))[0]
+    assert _upload(page, nonface) == "not a face"
+    assert "threshold" not in page.inner_text("#details")
+    assert "detected face" not in page.inner_text("#boxed-caption")

@@ -10,6 +10,7 @@ const els = {
   probFill: $("prob-fill"), thresholdMark: $("threshold-mark"), probText: $("prob-text"),
   details: $("details"), boxed: $("boxed"), heatFigure: $("heat-figure"),
   heatBase: $("heat-base"), heatmap: $("heatmap"), heatCaption: $("heat-caption"),
+  boxedCaption: $("boxed-caption"), modelInfo: $("model-info"),
 };
 const METHOD_NAMES = { "gradcam++": "Grad-CAM++", smoothgrad: "SmoothGrad", scorecam: "Score-CAM" };
 let currentFile = null;
@@ -76,7 +77,8 @@ function render(r) {
     els.thresholdMark.style.left = pct(r.threshold);
     els.probText.textContent = `P(fake) ${pct(r.probability)}`;
   }
-  const rows = [["threshold", pct(r.threshold)], ["face", r.face_status]];
+  const rows = kind === "none" ? [] : [["threshold", pct(r.threshold)]];
+  rows.push(["face", r.face_status]);
   if (r.box) rows.push(["box", r.box.map((v) => Math.round(v)).join(", ") + " (x, y, w, h)"]);
   if (r.box) rows.push(["eye angle", `${r.angle.toFixed(1)}°`]);
   if (r.face_confidence) rows.push(["face confidence", pct(r.face_confidence)]);
@@ -88,12 +90,23 @@ function render(r) {
 
   const png = (b64) => `data:image/png;base64,${b64}`;
   els.boxed.src = png(r.images.boxed);
+  els.boxedCaption.textContent = kind === "none" ? "Uploaded image (no face used)" : "Uploaded image and detected face";
   els.heatFigure.hidden = !r.images.heatmap;
   if (r.images.heatmap) {
     els.heatBase.src = png(r.images.boxed);
     els.heatmap.src = png(r.images.heatmap);
     els.heatCaption.textContent = `${METHOD_NAMES[r.explain] || r.explain}: bright = pushed the model towards "${r.verdict}"`;
     applyOpacity();
+
+async function showModel() {
+  try {
+    const health = await (await fetch("/api/health")).json();
+    const m = health.model;
+    els.modelInfo.textContent = `Model: ${m.name}` + (m.architecture ? ` (${m.architecture})` : "") +
+      `, version ${m.version}; decision threshold ${pct(health.threshold)}.`;
+  } catch (_) { /* the page still works without it */ }
+}
+showModel();
   }
   els.result.hidden = false;
 }
@@ -115,3 +128,13 @@ els.drop.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key ===
 }));
 els.drop.addEventListener("drop", (e) => chooseFile(e.dataTransfer.files[0]));
 applyOpacity();
+
+async function showModel() {
+  try {
+    const health = await (await fetch("/api/health")).json();
+    const m = health.model;
+    els.modelInfo.textContent = `Model: ${m.name}` + (m.architecture ? ` (${m.architecture})` : "") +
+      `, version ${m.version}; decision threshold ${pct(health.threshold)}.`;
+  } catch (_) { /* the page still works without it */ }
+}
+showModel();
