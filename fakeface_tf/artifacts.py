@@ -16,6 +16,7 @@ import numpy as np
 
 from fakeface_tf.config import REPO_ROOT, Config, load_config
 from fakeface_tf.errors import FakefaceError
+from fakeface_tf.files import write_text_atomic
 
 REFERENCE = REPO_ROOT / "saved_models" / "reference"
 THRESHOLD_FILE = "threshold.json"
@@ -150,5 +151,5 @@ def save_threshold(root: Path, threshold: float, method: str, extra: dict | None
     file = Path(root) / THRESHOLD_FILE
     payload = {"threshold": float(threshold), "method": method,
                "created": time.strftime("%Y-%m-%dT%H:%M:%S"), **(extra or {})}
-    file.write_text(json.dumps(payload, indent=2))
+    write_text_atomic(file, json.dumps(payload, indent=2))
     return file

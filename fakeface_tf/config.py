@@ -18,6 +18,7 @@ from pathlib import Path
 import yaml
 
 from fakeface_tf.errors import FakefaceError
+from fakeface_tf.files import write_text_atomic
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DATA_ENV = "FAKEFACE_DATA"
@@ -139,7 +140,8 @@ class Config:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
     def save(self, path: str | os.PathLike) -> None:
-        Path(path).write_text(self.to_yaml())
+        """Write the resolved config as YAML, atomically (a run's config.yaml is never torn)."""
+        write_text_atomic(path, self.to_yaml())
 
     def digest(self) -> str:
         """Short hash of the resolved config: names the run folder."""

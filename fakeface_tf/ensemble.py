@@ -19,6 +19,7 @@ import keras
 from keras import layers
 
 from fakeface_tf.errors import FakefaceError
+from fakeface_tf.files import save_model_atomic, write_text_atomic
 
 MEMBER_PREFIX = "m{}_"
 
@@ -88,9 +89,9 @@ def build_from_runs(run_dirs: list, out: str | Path, batch_size: int = 64) -> Pa
         shutil.rmtree(out)
     out.mkdir(parents=True)
     cfg.save(out / "config.yaml")
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    (out / "env.json").write_text(json.dumps(environment(cfg), indent=2))
-    model.save(out / "model.keras")
+    write_text_atomic(out / "metrics.json", json.dumps(metrics, indent=2))
+    write_text_atomic(out / "env.json", json.dumps(environment(cfg), indent=2))
+    save_model_atomic(model, out / "model.keras")
     export_saved_model(model, out / "saved_model")
     return out
 

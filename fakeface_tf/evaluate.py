@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from fakeface_tf import plots
 from fakeface_tf.errors import FakefaceError
+from fakeface_tf.files import write_text_atomic
 
 ONE_CLASS = "unavailable: only one class present"
 ROWS = ("predicted fake", "predicted real")
@@ -337,8 +338,9 @@ def _galleries(meta: dict, threshold: float, out: Path) -> dict[str, Path]:
 def _write_scores(path: Path, y_true, scores, paths, threshold: float) -> Path:
     import pandas as pd
 
-    pd.DataFrame({"path": paths, "label": y_true, "score": scores,
-                  "predicted": (np.asarray(scores) >= threshold).astype(int)}).to_csv(path, index=False)
+    table = pd.DataFrame({"path": paths, "label": y_true, "score": scores,
+                          "predicted": (np.asarray(scores) >= threshold).astype(int)})
+    write_text_atomic(path, table.to_csv(index=False))
     return path
 
 
@@ -388,7 +390,7 @@ def evaluate(model_path: str | Path, data: str | Path, out: str | Path | None = 
         "files": {k: p.name for k, p in files.items()},
         "out": str(out),
     })
-    (out / "metrics.json").write_text(json.dumps(result, indent=2))
+    write_text_atomic(out / "metrics.json", json.dumps(result, indent=2))
     return result
 
 
@@ -419,7 +421,7 @@ def learning_curve(run_dirs: list, data: str | Path, out: str | Path, split: str
     table = pd.DataFrame(rows).sort_values("train_faces").reset_index(drop=True)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out / "learning_curve.csv", index=False)
+    write_text_atomic(out / "learning_curve.csv", table.to_csv(index=False))
     plots.data_curve(table, out / "learning_curve.png",
                      title=f"What more training faces buy ({split} split, {table['test_faces'].iloc[0]} faces)")
     return table

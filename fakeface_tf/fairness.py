@@ -44,6 +44,7 @@ from tqdm.auto import tqdm
 from fakeface_tf.config import Config, cache_root, data_root
 from fakeface_tf.errors import FakefaceError
 from fakeface_tf.faces import FaceOptions, crop_files, face_options
+from fakeface_tf.files import replacing, write_text_atomic
 from fakeface_tf.records import LABELS
 
 AGE_BINS = ("0-2", "3-9", "10-19", "20-29", "30-39", "40-49", "50-59", "60-69", "70+")
@@ -273,9 +274,8 @@ def face_crops(paths, options: FaceOptions, progress: bool = True) -> Faces:
                   np.array([c.reason for c in crops], dtype=str),
                   np.stack(images) if images else np.zeros(shape, np.uint8))
     file.parent.mkdir(parents=True, exist_ok=True)
-    temp = file.with_suffix(".tmp.npz")
-    np.savez(temp, status=faces.status, reason=faces.reason, images=faces.images)
-    temp.replace(file)
+    with replacing(file, suffix=".npz") as temp:
+        np.savez(temp, status=faces.status, reason=faces.reason, images=faces.images)
     return faces
 
 
@@ -626,8 +626,8 @@ def write_report(report: dict, out: Path) -> Path:
     """fairness.json, by_group.csv and the plots into `out`."""
     out.mkdir(parents=True, exist_ok=True)
     table = report["groups"]
-    table.to_csv(out / "by_group.csv", index=False)
-    report["scores"].to_csv(out / "scores.csv", index=False)
+    write_text_atomic(out / "by_group.csv", table.to_csv(index=False))
+    write_text_atomic(out / "scores.csv", report["scores"].to_csv(index=False))
     plots = [plot_rates(table, a, out / f"rates_{a}.png") for a in ATTRIBUTES
              if (table["attribute"] == a).any()]
     plots += [plot_heatmap(table, attrs, out / f"heatmap_{'_x_'.join(attrs)}.png")
@@ -635,7 +635,7 @@ def write_report(report: dict, out: Path) -> Path:
     payload = {k: v for k, v in report.items() if k not in ("groups", "scores")}
     payload["groups"] = table.to_dict(orient="records")
     payload["plots"] = [p.name for p in plots]
-    (out / "fairness.json").write_text(json.dumps(_clean(payload), indent=2))
+    write_text_atomic(out / "fairness.json", json.dumps(_clean(payload), indent=2))
     return out
 
 
@@ -717,7 +717,7 @@ def compare(run_a, run_b, labels_csv, out=None, limit: int | None = None, seed: 
                                             suffixes=("_a", "_b"), sort=False)
     for metric in ("accuracy", "fpr", "fnr"):
         table[f"{metric}_change"] = table[f"{metric}_b"] - table[f"{metric}_a"]
-    table.to_csv(out / "compare.csv", index=False)
+    write_text_atomic(out / "compare.csv", table.to_csv(index=False))
     print(f"\nA = {run_a}\nB = {run_b}")
     print(table[table["attribute"].isin(("all",) + ATTRIBUTES)].to_string(
         index=False, na_rep="n/a", float_format=lambda v: f"{v:.3f}"))

@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from fakeface_tf.files import replacing
+
 LABELS = {"real": 0, "fake": 1}  # the positive class is fake
 SPLITS = ("train", "valid", "test")
 
@@ -90,14 +92,11 @@ def parse_batch(serialized: tf.Tensor, image_shape: tuple[int, int, int]) -> dic
 
 def write(path: str | os.PathLike, serialized_examples) -> int:
     """Write examples to `path` atomically: a temp name first, renamed when complete."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
     count = 0
-    with tf.io.TFRecordWriter(str(tmp)) as writer:
+    with replacing(path) as tmp, tf.io.TFRecordWriter(str(tmp)) as writer:
         for example in serialized_examples:
             writer.write(example)
             count += 1
-    os.replace(tmp, path)
     return count
 
 

@@ -6,7 +6,9 @@
 `model.keras` and `saved_model/` (serving signature: uint8 NxHxWxC -> {"prob": (N, 1)}).
 The exported files are copied to `saved_models/<run id>/`. `state.json` records finished
 epochs, so `fakeface train --resume RUN_DIR` picks up after the last completed epoch with
-the optimizer state of `checkpoints/last.keras`.
+the optimizer state of `checkpoints/last.keras`. The state, checkpoints, config, metrics and
+`model.keras` are written atomically (`files.py`): a kill leaves the old file or the new one.
+`--resume` refuses a torn state.json or checkpoint (one copied in half, say) in one line.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import subprocess
 import sys
 import time
 import warnings
+import zipfile
 from pathlib import Path
 
 import keras
@@ -30,6 +33,7 @@ import tensorflow as tf
 
 from fakeface_tf.config import REPO_ROOT, Config, load_config
 from fakeface_tf.errors import FakefaceError
+from fakeface_tf.files import save_model_atomic, write_text_atomic
 from fakeface_tf.models import build_model, check_model_config, frozen_outputs
 
 PACKAGES = ("tensorflow", "tensorflow-cpu", "keras", "numpy", "keras-tuner", "scikit-learn",
@@ -287,12 +291,12 @@ class _SaveState(keras.callbacks.Callback):
             "train_seconds": round(self.seconds_before + time.time() - self.started, 1),
             "finished": False,
         }
-        self.path.write_text(json.dumps(state, indent=2))
+        write_text_atomic(self.path, json.dumps(state, indent=2))
 
 
 class _Checkpoint(keras.callbacks.ModelCheckpoint):
     """A ModelCheckpoint that always saves the whole model, also while Keras fits only its
-    trainable rest (`training.cache_frozen`)."""
+    trainable rest (`training.cache_frozen`), and saves it atomically."""
 
     def __init__(self, path: Path, whole: keras.Model, **kwargs):
         super().__init__(path, **kwargs)
@@ -300,6 +304,13 @@ class _Checkpoint(keras.callbacks.ModelCheckpoint):
 
     def set_model(self, model):
         super().set_model(self.whole)
+
+    def _save_model(self, epoch, batch, logs):
+        """Keras' decision, then a temp file renamed into place: a kill mid-save leaves the
+        previous checkpoint whole instead of half a new one."""
+        path = self._get_file_path(epoch, batch, logs)
+        if self._should_save_model(epoch, batch, logs, path):
+            save_model_atomic(self.model, path)
 
 
 def _callbacks(run_dir: Path, cfg: Config, state: dict, model: keras.Model) -> list:
@@ -325,7 +336,7 @@ def _truncate_history(path: Path, epochs_done: int) -> None:
     """Drop history rows past the last completed epoch (written just before an interruption)."""
     if path.is_file():
         lines = path.read_text().splitlines(keepends=True)
-        path.write_text("".join(lines[: epochs_done + 1]))
+        write_text_atomic(path, "".join(lines[: epochs_done + 1]))
 
 
 @contextlib.contextmanager
@@ -373,21 +384,50 @@ def _verbosity(progress: bool) -> int:
     return (1 if sys.stdout.isatty() else 2) if progress else 0
 
 
+def _torn(path: Path, run_dir: Path) -> FakefaceError:
+    """The one-line error for a run file that a kill cut short, with the ways on."""
+    return FakefaceError(f"{path} is missing, empty or corrupt (killed during a write?): delete "
+                         f"{run_dir / 'state.json'} to restart the run from epoch 0, or delete "
+                         f"{run_dir} and train again")
+
+
+def _read_state(run_dir: Path) -> dict:
+    """state.json ({} before the first finished epoch); a torn one is a one-line error."""
+    path = run_dir / "state.json"
+    if not path.is_file():
+        return {}
+    try:
+        state = json.loads(path.read_text())
+    except ValueError:  # also undecodable bytes
+        state = None
+    if not isinstance(state, dict) or not isinstance(state.get("epochs_done", 0), int):
+        raise _torn(path, run_dir)
+    return state
+
+
+def _load_checkpoint(path: Path, run_dir: Path, **kwargs) -> keras.Model:
+    """A `.keras` checkpoint of the run, checked first to be a whole zip archive."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            whole = archive.testzip() is None
+    except (OSError, EOFError, zipfile.BadZipFile):
+        whole = False
+    if not whole:
+        raise _torn(path, run_dir)
+    return keras.models.load_model(path, **kwargs)
+
+
 def _fit(cfg: Config, run_dir: Path, progress: bool, saved_models_dir: Path,
          extra_callbacks: list | None) -> Path:
     """Train (or continue, per state.json) then evaluate, export and publish the best model."""
-    state_file = run_dir / "state.json"
-    state = json.loads(state_file.read_text()) if state_file.is_file() else {}
-    last = run_dir / "checkpoints" / "last.keras"
-    if not last.is_file():
-        state = {}
+    state = _read_state(run_dir)
     epochs_done = state.get("epochs_done", 0)
     with _precision(cfg):
         strategy = _strategy(cfg)
         train_ds, valid_ds, steps, fixed_steps = _datasets(cfg, strategy)
         with strategy.scope():
             if epochs_done:
-                model = keras.models.load_model(last)
+                model = _load_checkpoint(run_dir / "checkpoints" / "last.keras", run_dir)
             else:
                 model = compile_model(build_model(cfg), cfg, steps * cfg.training.epochs)
         _truncate_history(run_dir / "history.csv", epochs_done)
@@ -395,11 +435,11 @@ def _fit(cfg: Config, run_dir: Path, progress: bool, saved_models_dir: Path,
             fit_model, fit_train, fit_valid, probe = _trainable_part(
                 model, cfg, train_ds, valid_ds, fresh=not epochs_done)
             if probe:  # the warmed-up model is epoch 0: fine-tuning must beat it to replace it
-                (run_dir / "probe.json").write_text(json.dumps(probe, indent=2))
+                write_text_atomic(run_dir / "probe.json", json.dumps(probe, indent=2))
                 print(f"probe (head warm-up): C {probe['C']}, validation AUC {probe['val_auc']:.4f}, "
                       f"accuracy {probe['val_accuracy']:.4f}")
                 (run_dir / "checkpoints").mkdir(exist_ok=True)
-                model.save(run_dir / "checkpoints" / "best.keras")
+                save_model_atomic(model, run_dir / "checkpoints" / "best.keras")
                 state["best_val_auc"] = probe["val_auc"]
             try:
                 fit_model.fit(fit_train, validation_data=fit_valid, epochs=cfg.training.epochs,
@@ -413,18 +453,19 @@ def _fit(cfg: Config, run_dir: Path, progress: bool, saved_models_dir: Path,
                       file=sys.stderr)
                 raise
         with strategy.scope():
-            best = keras.models.load_model(run_dir / "checkpoints" / "best.keras", compile=False)
+            best = _load_checkpoint(run_dir / "checkpoints" / "best.keras", run_dir,
+                                    compile=False)
             best = exportable(best, cfg)
         metrics = validation_metrics(best, valid_ds)
-    state = json.loads(state_file.read_text())
+    state = _read_state(run_dir)
     epochs = len((run_dir / "history.csv").read_text().splitlines()) - 1
     metrics.update(split="valid", threshold=0.5, epochs=epochs,
                    train_seconds=state.get("train_seconds", 0.0))
-    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    best.save(run_dir / "model.keras")
+    write_text_atomic(run_dir / "metrics.json", json.dumps(metrics, indent=2))
+    save_model_atomic(best, run_dir / "model.keras")
     export_saved_model(best, run_dir / "saved_model")
     state.update(finished=True, stopped_early=epochs < cfg.training.epochs)
-    state_file.write_text(json.dumps(state, indent=2))
+    write_text_atomic(run_dir / "state.json", json.dumps(state, indent=2))
     _publish(run_dir, saved_models_dir)
     return run_dir
 
@@ -462,7 +503,7 @@ def train(cfg: Config, runs_dir: str | Path = "runs", progress: bool = True,
     records_path(cfg)
     run_dir = _new_run_dir(cfg, runs_dir)
     cfg.save(run_dir / "config.yaml")
-    (run_dir / "env.json").write_text(json.dumps(environment(cfg), indent=2))
+    write_text_atomic(run_dir / "env.json", json.dumps(environment(cfg), indent=2))
     print(f"run folder: {run_dir}")
     return _fit(cfg, run_dir, progress, _saved_models_dir(runs_dir, saved_models_dir), callbacks)
 

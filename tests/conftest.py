@@ -71,6 +71,17 @@ def tiny_config(records_dir: Path, *overrides: str, model: str = "baseline"):
         "augment.brightness=0", *overrides])
 
 
+def crash_after_first_epoch():
+    """A Keras callback that raises at the end of the first epoch: an interrupted run."""
+    import keras
+
+    class Crash(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            raise RuntimeError("simulated crash after the first epoch")
+
+    return Crash()
+
+
 @pytest.fixture(scope="session")
 def tiny_run(tiny_records, tmp_path_factory) -> Path:
     """A finished run folder: the baseline model trained 2 epochs on `tiny_records`

@@ -20,7 +20,7 @@ from fakeface_tf.config import load_config
 from fakeface_tf.errors import FakefaceError
 from fakeface_tf.train import HardLabels, train
 
-from conftest import synthetic_faces, tiny_config, write_synthetic_records
+from conftest import crash_after_first_epoch, synthetic_faces, tiny_config, write_synthetic_records
 
 
 def test_run_folder_holds_everything_the_contract_lists(tiny_run):
@@ -90,15 +90,10 @@ def test_mixup_run_exports_a_model_plain_keras_can_compile(tiny_records, tmp_pat
     assert "HardLabels" not in json.dumps(compile_config)
 
 
-class _Crash(keras.callbacks.Callback):
-    def on_epoch_end(self, epoch, logs=None):
-        raise RuntimeError("simulated crash after the first epoch")
-
-
 def test_interrupted_run_resumes_at_the_next_epoch(tiny_records, tmp_path):
     cfg = tiny_config(tiny_records, "optimizer.schedule=cosine")
     with pytest.raises(RuntimeError, match="simulated crash"):
-        train(cfg, tmp_path / "runs", progress=False, callbacks=[_Crash()])
+        train(cfg, tmp_path / "runs", progress=False, callbacks=[crash_after_first_epoch()])
     (run_dir,) = (tmp_path / "runs").iterdir()
     assert json.loads((run_dir / "state.json").read_text())["epochs_done"] == 1
     assert not (run_dir / "metrics.json").exists()
