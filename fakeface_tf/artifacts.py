@@ -20,6 +20,7 @@ from fakeface_tf.files import write_text_atomic
 
 REFERENCE = REPO_ROOT / "saved_models" / "reference"
 THRESHOLD_FILE = "threshold.json"
+MEMBER_PREFIX = "m{}_"  # layer-name prefix of ensemble member i (`fakeface ensemble`)
 
 
 @dataclass
@@ -153,3 +154,12 @@ def save_threshold(root: Path, threshold: float, method: str, extra: dict | None
                "created": time.strftime("%Y-%m-%dT%H:%M:%S"), **(extra or {})}
     write_text_atomic(file, json.dumps(payload, indent=2))
     return file
+
+
+def member_prefixes(model) -> list[str]:
+    """["m0_", "m1_", ...] for an ensemble of `fakeface ensemble`, [""] for a single model."""
+    names = {layer.name for layer in model.layers}
+    prefixes = []
+    while MEMBER_PREFIX.format(len(prefixes)) + "logit" in names:
+        prefixes.append(MEMBER_PREFIX.format(len(prefixes)))
+    return prefixes or [""]

@@ -16,8 +16,8 @@ import pandas as pd
 import yaml
 from scipy.stats import binomtest
 
+from fakeface_tf import artifacts
 from fakeface_tf.config import REPO_ROOT
-from fakeface_tf.ensemble import member_prefixes
 from fakeface_tf.errors import FakefaceError
 from fakeface_tf.evaluate import format_value
 
@@ -53,7 +53,7 @@ def _architecture(loaded) -> str:
     if loaded.config is None:
         return "- Architecture: unknown (no config.yaml)"
     line = f"- Architecture: `{loaded.config.model.name}`"
-    members = member_prefixes(loaded.keras_model) if loaded.keras_model is not None else [""]
+    members = artifacts.member_prefixes(loaded.keras_model) if loaded.keras_model is not None else [""]
     if len(members) > 1:
         line += (f", an ensemble of {len(members)} copies trained with different seeds "
                  "(`fakeface ensemble`); its logit is the mean of theirs")
@@ -297,8 +297,6 @@ def _limits(evaluations: list[dict], robust: pd.DataFrame | None, fairness: dict
 
 def write_card(model_path: str | Path) -> Path:
     """Write MODEL_CARD.md into the model's folder and return its path."""
-    from fakeface_tf import artifacts
-
     loaded = artifacts.load_model(model_path)
     root = loaded.root
     evaluation, evaluations = _evaluations(root)

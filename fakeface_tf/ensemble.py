@@ -18,10 +18,10 @@ from pathlib import Path
 import keras
 from keras import layers
 
+from fakeface_tf.artifacts import MEMBER_PREFIX
 from fakeface_tf.errors import FakefaceError
 from fakeface_tf.files import save_model_atomic, write_text_atomic
 
-MEMBER_PREFIX = "m{}_"
 
 
 def ensemble(members: list[keras.Model], name: str = "ensemble") -> keras.Model:
@@ -50,15 +50,6 @@ def ensemble(members: list[keras.Model], name: str = "ensemble") -> keras.Model:
     logit = layers.Average(name="logit")(logits)
     prob = layers.Activation("sigmoid", dtype="float32", name="prob")(logit)
     return keras.Model(inputs, prob, name=name)
-
-
-def member_prefixes(model: keras.Model) -> list[str]:
-    """["m0_", "m1_", ...] for an ensemble built here, [""] for a single model."""
-    names = {layer.name for layer in model.layers}
-    prefixes = []
-    while MEMBER_PREFIX.format(len(prefixes)) + "logit" in names:
-        prefixes.append(MEMBER_PREFIX.format(len(prefixes)))
-    return prefixes or [""]
 
 
 def build_from_runs(run_dirs: list, out: str | Path, batch_size: int = 64) -> Path:

@@ -19,12 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
-import keras
 import numpy as np
 from PIL import Image
 
 from fakeface_tf import artifacts
-from fakeface_tf.ensemble import member_prefixes
 from fakeface_tf.errors import FakefaceError
 from fakeface_tf.faces import FaceCrop, extract_face, extract_faces, get_detector
 from fakeface_tf.images import MAX_PIXELS, load_image
@@ -198,6 +196,8 @@ def verdict_for(face_ok: bool, probability: float | None, threshold: float) -> s
 
 def logit_model(model: keras.Model) -> keras.Model:
     """The classifier cut at its linear `logit` layer (Grad-CAM++ and saliency explain logits)."""
+    import keras  # here, not at the top: `fakeface predict --help` must not wait for TensorFlow
+
     try:
         logit = model.get_layer("logit").output
     except ValueError:
@@ -229,6 +229,7 @@ class Explainer:
     """tf-keras-vis explainers for one model, built once and reused for every image."""
 
     def __init__(self, model: keras.Model):
+        import keras
         from tf_keras_vis.gradcam_plus_plus import GradcamPlusPlus
         from tf_keras_vis.saliency import Saliency
         from tf_keras_vis.scorecam import Scorecam
@@ -236,7 +237,7 @@ class Explainer:
         cut = logit_model(model)
         # One layer for a single model; each member's own last maps for an ensemble, whose
         # heatmap is the mean of its members' maps.
-        self.penultimates = [last_spatial_layer(model, prefix) for prefix in member_prefixes(model)]
+        self.penultimates = [last_spatial_layer(model, prefix) for prefix in artifacts.member_prefixes(model)]
         self.gradcam = GradcamPlusPlus(cut, model_modifier=None)
         self.saliency = Saliency(cut, model_modifier=None)
         # Score-CAM softmaxes the model output before scoring, so it gets two columns

@@ -235,3 +235,23 @@ def data_curve(table: pd.DataFrame, path: str | Path, title: str = "What more tr
     ax.legend(loc="lower right")
     ax.set_title(title, fontsize=10)
     return _save(fig, path)
+
+
+def explanation(image: np.ndarray, heatmap: np.ndarray, path: str | Path, title: str,
+                colormap: str = "jet", opacity: float = 0.6) -> Path:
+    """The heatmap blended onto the image, with a colour bar saying what the colours mean and
+    the verdict in the title, so the PNG stands alone."""
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
+    height, width = image.shape[:2]
+    fig = Figure(figsize=(5.2 * width / max(height, width) + 1.2, 5.2 * height / max(height, width) + 0.6))
+    ax = fig.add_subplot()
+    ax.imshow(image)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(title, fontsize=10)
+    bar = fig.colorbar(ScalarMappable(Normalize(0, 1), colormap), ax=ax, fraction=0.046, pad=0.03,
+                       alpha=opacity)
+    bar.set_label("weight in the verdict (0 = none, 1 = most)", fontsize=8)
+    return _save(fig, path)

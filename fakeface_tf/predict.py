@@ -3,7 +3,8 @@
 One line per image (or one JSON object per line with --json). With --explain, the heatmap
 overlays are saved as PNGs in --out: `<stem>_<method>.png` over the whole image and
 `<stem>_<method>_crop.png` over the face crop. A folder argument processes every image in
-it with a progress bar and writes predictions.csv in --out (or the current folder).
+it with a progress bar; predictions.csv goes to --out when given (or the current folder for a
+folder argument). Missing files are refused before the model loads.
 Unreadable files are skipped and listed at the end (exit 1 if some, 2 if all failed).
 """
 
@@ -19,8 +20,9 @@ from tqdm.auto import tqdm
 
 from fakeface_tf.errors import FakefaceError
 from fakeface_tf.images import is_image_file
-from fakeface_tf.inference import COLORMAPS, EXPLAIN_METHODS, Detector, Prediction, to_png
+from fakeface_tf.inference import COLORMAPS, EXPLAIN_METHODS, Detector, Prediction
 
+EXPLAIN_NAMES = {"gradcam++": "Grad-CAM++", "smoothgrad": "SmoothGrad", "scorecam": "Score-CAM"}
 CSV_COLUMNS = ["path", "verdict", "probability", "threshold", "face_status", "face_reason",
                "box_x", "box_y", "box_w", "box_h", "angle", "overlay", "error"]
 
@@ -51,12 +53,17 @@ def expand(paths: list) -> tuple[list[Path], bool]:
 
 
 def save_overlays(result: Prediction, path: Path, out: Path, colormap: str, opacity: float) -> Path:
-    """Write the heatmap over the whole image and over the crop; returns the first file."""
-    out.mkdir(parents=True, exist_ok=True)
-    whole = out / f"{path.stem}_{result.explain}.png"
-    whole.write_bytes(to_png(result.overlay(colormap, opacity)))
-    crop = out / f"{path.stem}_{result.explain}_crop.png"
-    crop.write_bytes(to_png(result.overlay(colormap, opacity, on_crop=True)))
+    """Write the heatmap over the whole image and over the crop, each titled with the verdict
+    and with a colour bar; returns the first file."""
+    from fakeface_tf import plots  # matplotlib only when there is something to draw
+
+    title = (f"{path.name}: {result.verdict}, P(fake) {result.probability:.3f} "
+             f"(threshold {result.threshold:.3f})\n{EXPLAIN_NAMES[result.explain]}: bright = pushed "
+             f"the model towards \"{result.verdict}\"")
+    whole = plots.explanation(result.overlay(colormap, opacity), result.heatmap_image,
+                              out / f"{path.stem}_{result.explain}.png", title, colormap, opacity)
+    plots.explanation(result.overlay(colormap, opacity, on_crop=True), result.heatmap,
+                      out / f"{path.stem}_{result.explain}_crop.png", title, colormap, opacity)
     return whole
 
 
@@ -82,6 +89,9 @@ def run(args: argparse.Namespace) -> int:
     files, any_folder = expand(args.paths)
     if not files:
         raise FakefaceError(f"no images found in {', '.join(map(str, args.paths))}")
+    missing = [str(path) for path in files if not path.is_file()]
+    if missing:  # before the model loads: a typo should not cost seconds
+        raise FakefaceError(f"file not found: {', '.join(missing)}")
     detector = Detector.load(args.model)
     out = args.out or Path.cwd()
     records, failed = [], []
@@ -98,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
             record["overlay"] = str(save_overlays(result, path, out, args.colormap, args.opacity))
         records.append(record)
         bar.write(json.dumps(record) if args.json else describe(path, record), file=sys.stdout)
-    if any_folder:
+    if any_folder or args.out:
         out.mkdir(parents=True, exist_ok=True)
         with open(out / "predictions.csv", "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
@@ -106,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
             writer.writerows(csv_row(r) for r in records)
         print(f"wrote {out / 'predictions.csv'} ({len(records)} rows)", file=sys.stderr)
     for _, reason in failed:
-        print(f"skipped: {reason}", file=sys.stderr)
+        print(f"fakeface: error: {reason}", file=sys.stderr)
     if failed:
         return 2 if len(failed) == len(files) else 1
     return 0

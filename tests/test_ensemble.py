@@ -12,7 +12,8 @@ import pytest
 
 from fakeface_tf.cli import main
 from fakeface_tf.config import Config, apply_overrides
-from fakeface_tf.ensemble import ensemble, member_prefixes
+from fakeface_tf.artifacts import member_prefixes
+from fakeface_tf.ensemble import ensemble
 from fakeface_tf.errors import FakefaceError
 from fakeface_tf.inference import EXPLAIN_METHODS, Detector
 from fakeface_tf.models import build_model

@@ -59,3 +59,26 @@ def test_missing_default_model_exits_2_with_a_clear_message(images, tmp_path, mo
     monkeypatch.setattr(artifacts, "REFERENCE", tmp_path / "no_reference")
     assert main(["predict", str(images[0])]) == 2
     assert "pass --model" in capsys.readouterr().err
+
+
+def test_missing_file_is_refused_before_the_model_loads(tmp_path, monkeypatch, capsys):
+    def never(*args, **kwargs):
+        raise AssertionError("the model was loaded for a missing file")
+
+    monkeypatch.setattr("fakeface_tf.predict.Detector.load", never)
+    assert main(["predict", str(tmp_path / "missing.jpg")]) == 2
+    assert capsys.readouterr().err.strip() == f"fakeface: error: file not found: {tmp_path / 'missing.jpg'}"
+
+
+def test_single_file_with_out_writes_predictions_csv(tiny_keras_model, images, tmp_path):
+    assert main(["predict", str(images[0]), "--model", str(tiny_keras_model), "--out", str(tmp_path)]) == 0
+    rows = list(csv.DictReader(open(tmp_path / "predictions.csv")))
+    assert [r["path"] for r in rows] == [str(images[0])]
+
+
+def test_predict_module_imports_without_tensorflow():
+    import subprocess
+    import sys
+
+    code = "import sys, fakeface_tf.predict; sys.exit('tensorflow' in sys.modules or 'keras' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
