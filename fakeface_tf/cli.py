@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
 
 from fakeface_tf.errors import FakefaceError
@@ -33,11 +32,6 @@ COMMANDS = {
 }
 
 
-def _quiet_tensorflow() -> None:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
-
-
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fakeface",
@@ -55,9 +49,18 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def split_passthrough(argv: list[str]) -> tuple[list[str], list[str]]:
+    """The words before the first `--`, and those after it, which a subcommand hands on to
+    another tool (`preprocess --runner beam -- BEAM OPTIONS`); argparse would refuse them."""
+    if "--" not in argv:
+        return argv, []
+    cut = argv.index("--")
+    return argv[:cut], argv[cut + 1:]
+
+
 def main(argv: list[str] | None = None) -> int:
-    _quiet_tensorflow()
     argv = list(sys.argv[1:] if argv is None else argv)
+    argv, passthrough = split_passthrough(argv)
     command = next((a for a in argv if not a.startswith("-")), None)
     try:
         parser = build_parser(command if command in COMMANDS else None)
@@ -65,6 +68,10 @@ def main(argv: list[str] | None = None) -> int:
         if not getattr(args, "func", None):
             parser.print_help()
             return 0 if not argv or argv[0] in ("-h", "--help") else 2
+        if passthrough and not hasattr(args, "passthrough"):
+            raise FakefaceError(f"{command} takes no arguments after --: {' '.join(passthrough)}")
+        if passthrough:
+            args.passthrough = passthrough
         return int(args.func(args) or 0)
     except FakefaceError as exc:
         print(f"fakeface: error: {exc}", file=sys.stderr)
