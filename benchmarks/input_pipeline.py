@@ -1,11 +1,15 @@
-"""Input pipeline throughput: `data.make_dataset` vs `keras.utils.image_dataset_from_directory`.
+"""Input pipeline throughput: `data.make_dataset` vs `keras.utils.image_dataset_from_directory`,
+and our training path (shuffle, augmentation, mixup) with its map parallel vs sequential.
 
 The same face crops are stored twice: as our TFRecord shards and as JPEG files in
 class folders. Both pipelines yield batches of 32 float images with labels (128x128 gray,
 or the shape of the `--records` crops), prefetched, in a fixed order; each is warmed up
 for one epoch, then timed over two. The bytes stored per crop are printed for both. Crops come from `--records DIR` (a `fakeface preprocess` output) or, by default,
 from the first 2000 sample faces resized to 128x128 gray (the pipeline cost does not
-depend on how the crop was cut). Run: python benchmarks/input_pipeline.py
+depend on how the crop was cut). The training path runs `make_dataset(training=True)` as
+`fakeface train` does (cached records, shuffled) with TRAIN_AUGMENT, once with the
+parse+augment+mixup map on AUTOTUNE threads and once one batch at a time (the only way
+before augmentation was stateless). Run: python benchmarks/input_pipeline.py
 """
 
 from __future__ import annotations
@@ -25,10 +29,12 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from fakeface_tf import data, records  # noqa: E402
-from fakeface_tf.config import data_root  # noqa: E402
+from fakeface_tf.config import AugmentConfig, data_root  # noqa: E402
 from fakeface_tf.images import load_image  # noqa: E402
 
 BATCH, SIZE, EPOCHS, SAMPLE = 32, 128, 2, 2000
+# The default flips, rotation, zoom and brightness plus configs/reference.yaml's shift and mixup.
+TRAIN_AUGMENT = AugmentConfig(shift=0.0625, mixup=0.2)
 
 
 def sample_crops() -> list[tuple[np.ndarray, int]]:
@@ -65,6 +71,12 @@ def throughput(ds: tf.data.Dataset) -> tuple[float, int]:
     return count / (time.perf_counter() - start), count
 
 
+def training_dataset(folder: Path, parallel: bool) -> tf.data.Dataset:
+    """The training batches `fakeface train` reads: cached records, shuffled, augmented, mixed."""
+    return data.make_dataset(folder, batch_size=BATCH, training=True, augment=TRAIN_AUGMENT,
+                             seed=0, cache=True, parallel=parallel)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", help="a preprocess output folder to take the crops from")
@@ -84,6 +96,8 @@ def main() -> None:
             batch_size=BATCH, image_size=(height, width), shuffle=False, verbose=False,
         ).prefetch(tf.data.AUTOTUNE)
         peer, _ = throughput(peer_ds)
+        parallel = throughput(training_dataset(tmp / "records", parallel=True))[0]
+        sequential = throughput(training_dataset(tmp / "records", parallel=False))[0]
         stored = {name: sum(f.stat().st_size for f in (tmp / name).rglob("*") if f.is_file())
                   for name in ("records", "jpeg")}
     print(f"images: {len(crops)} crops {height}x{width}x{channels}, batch {BATCH}, {EPOCHS} epochs "
@@ -93,6 +107,10 @@ def main() -> None:
     print(f"ours (make_dataset over TFRecords):          {ours:9.0f} img/s")
     print(f"peer (image_dataset_from_directory on JPEG): {peer:9.0f} img/s")
     print(f"ratio={ours / peer:.2f}")
+    print(f"training path ({TRAIN_AUGMENT}):")
+    print(f"  map in parallel (AUTOTUNE, deterministic): {parallel:9.0f} img/s")
+    print(f"  map one batch at a time:                   {sequential:9.0f} img/s")
+    print(f"  training ratio={parallel / sequential:.2f}")
 
 
 if __name__ == "__main__":

@@ -37,13 +37,20 @@ class LoadedModel:
 
     @property
     def face_options(self):
-        """How faces must be cut for this model: its size, colour and margin."""
+        """How faces must be cut for this model: the face_cut.json saved with it, else (a model
+        from before cuts were saved) its config's size, colour, margin and levelling."""
         from fakeface_tf.config import DataConfig
-        from fakeface_tf.faces import face_options
+        from fakeface_tf.faces import face_options, read_cut
 
-        data = self.config.data if self.config else DataConfig()
         color = "gray" if self.channels == 1 else "rgb"
-        return face_options(replace(data, image_size=self.image_size, color=color))
+        cut = read_cut(self.root) if (self.root / "face_cut.json").is_file() else None
+        if cut is None:
+            data = self.config.data if self.config else DataConfig()
+            return face_options(replace(data, image_size=self.image_size, color=color))
+        if (cut.size, cut.color) != (self.image_size, color):
+            raise FakefaceError(f"{self.root / 'face_cut.json'} cuts {cut.size} px {cut.color} faces but "
+                                f"the model takes {self.image_size} px {color}")
+        return cut
 
 
 def default_model_path() -> Path:

@@ -8,6 +8,7 @@ run folder, so the same file reproduces the same run.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import hashlib
 import json
 import os
@@ -24,6 +25,12 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DATA_ENV = "FAKEFACE_DATA"
 CACHE_ENV = "FAKEFACE_CACHE"
 DEFAULT_DATA_ROOT = REPO_ROOT.parent / "shared" / "data"
+
+# The values the training code accepts (train._optimizer builds exactly these).
+OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
+SCHEDULES = ("constant", "cosine")
+COLORS = ("gray", "rgb")
+STRATEGIES = ("none", "mirrored", "multiworker")
 
 DOWNLOAD_HINT = (
     "Download the Kaggle '140k Real and Fake Faces' set (layout real-vs-fake/{train,valid,test}/"
@@ -121,6 +128,25 @@ class AugmentConfig:
     shift: float = 0.0  # max translation, fraction of the side; whole pixels, so nothing is resampled
     mixup: float = 0.0  # >0: mixup with mixing weights drawn from Beta(mixup, mixup)
 
+    def checks(self) -> list[tuple[bool, str]]:
+        """(ok, message) per field: the ranges `data.augmenter` draws from."""
+        return [
+            (0 <= self.rotation <= 0.5, "augment.rotation must be in [0, 0.5] (a fraction of a turn)"),
+            (0 <= self.zoom < 1, "augment.zoom must be in [0, 1)"),
+            (0 <= self.shear <= 1, "augment.shear must be in [0, 1]"),
+            (0 <= self.brightness <= 1, "augment.brightness must be in [0, 1]"),
+            (self.jpeg_quality == 0 or 1 <= self.jpeg_quality <= 94,
+             "augment.jpeg_quality must be 0 (off) or in 1..94"),
+            (0 <= self.blur <= 1, "augment.blur must be in [0, 1] (a probability)"),
+            (0 <= self.shift < 1, "augment.shift must be in [0, 1)"),
+            (self.mixup >= 0, "augment.mixup must be >= 0"),
+        ]
+
+    def validate(self) -> "AugmentConfig":
+        """Raise FakefaceError naming the first field out of range."""
+        _raise_first(self.checks())
+        return self
+
 
 @dataclass
 class Config:
@@ -149,28 +175,81 @@ class Config:
         return hashlib.sha256(blob).hexdigest()[:8]
 
     def validate(self) -> "Config":
-        checks = [
-            (self.training.epochs >= 1, "training.epochs must be >= 1"),
-            (self.training.batch_size >= 1, "training.batch_size must be >= 1"),
-            (self.data.image_size >= 16, "data.image_size must be >= 16"),
-            (self.data.color in ("gray", "rgb"), "data.color must be gray or rgb"),
-            (self.optimizer.lr > 0, "optimizer.lr must be > 0"),
-            (0 <= self.model.dropout < 1, "model.dropout must be in [0, 1)"),
-            (self.distribute in ("none", "mirrored", "multiworker"),
-             "distribute must be none, mirrored or multiworker"),
-            (0 < self.data.train_fraction <= 1, "data.train_fraction must be in (0, 1]"),
-            (0 <= self.model.trainable_blocks <= 14, "model.trainable_blocks must be in 0..14"),
-            (not self.training.cache_frozen or not self.augment.mixup,
+        """Check every field against what data.py, models.py and train.py accept, naming the
+        field, so a bad value fails before a run folder is created (the model name and its
+        input size need the registry: models.check_model_config, also run before)."""
+        _raise_first(self.checks() + self.augment.checks())
+        return self
+
+    def checks(self) -> list[tuple[bool, str]]:
+        """(ok, message) per field outside `augment`."""
+        data, model, opt, training, augment = (self.data, self.model, self.optimizer,
+                                               self.training, self.augment)
+        return [
+            (bool(self.name) and "/" not in self.name and self.name not in (".", ".."),
+             "name must be a plain folder name (it names the run folder)"),
+            (bool(data.path), "data.path must name the TFRecords folder"),
+            (data.image_size >= 16, "data.image_size must be >= 16"),
+            (data.color in COLORS, f"data.color must be {' or '.join(COLORS)}"),
+            (data.margin >= 0, "data.margin must be >= 0"),
+            (data.fairness_weight >= 1 and float(data.fairness_weight).is_integer(),
+             "data.fairness_weight must be a whole number >= 1 (copies of each fairness face)"),
+            (0 < data.train_fraction <= 1, "data.train_fraction must be in (0, 1]"),
+            (model.filters >= 1, "model.filters must be >= 1"),
+            (model.dense_units >= 1, "model.dense_units must be >= 1"),
+            (0 <= model.dropout < 1, "model.dropout must be in [0, 1)"),
+            (0 <= model.trainable_blocks <= 14, "model.trainable_blocks must be in 0..14"),
+            (opt.name in OPTIMIZERS,
+             f"optimizer.name must be one of {', '.join(OPTIMIZERS)}, got '{opt.name}'"),
+            (opt.lr > 0, "optimizer.lr must be > 0"),
+            (opt.schedule in SCHEDULES,
+             f"optimizer.schedule must be one of {', '.join(SCHEDULES)}, got '{opt.schedule}'"),
+            (opt.weight_decay >= 0, "optimizer.weight_decay must be >= 0"),
+            (training.epochs >= 1, "training.epochs must be >= 1"),
+            (training.batch_size >= 1, "training.batch_size must be >= 1"),
+            (0 <= training.seed < 2**32, "training.seed must be in 0..2**32-1"),
+            (training.early_stopping >= 0, "training.early_stopping must be >= 0 (0 = off)"),
+            (training.steps_per_epoch >= 0, "training.steps_per_epoch must be >= 0 (0 = whole split)"),
+            (0 <= training.label_smoothing < 1, "training.label_smoothing must be in [0, 1)"),
+            (self.distribute in STRATEGIES, f"distribute must be {', '.join(STRATEGIES)}"),
+            (not training.cache_frozen or not augment.mixup,
              "training.cache_frozen works with flips only: set augment.mixup=0"),
-            (not self.training.cache_frozen or not any(
-                (self.augment.rotation, self.augment.zoom, self.augment.shear, self.augment.shift,
-                 self.augment.brightness, self.augment.jpeg_quality, self.augment.blur)),
+            (not training.cache_frozen or not any(
+                (augment.rotation, augment.zoom, augment.shear, augment.shift,
+                 augment.brightness, augment.jpeg_quality, augment.blur)),
              "training.cache_frozen works with flips only: set the other augment.* to 0"),
         ]
-        for ok, message in checks:
-            if not ok:
-                raise FakefaceError(message)
-        return self
+
+
+def _raise_first(checks: list[tuple[bool, str]]) -> None:
+    """Raise FakefaceError with the message of the first failed (ok, message) check."""
+    for ok, message in checks:
+        if not ok:
+            raise FakefaceError(message)
+
+
+def _known_keys(cls=None, prefix: str = "") -> list[str]:
+    """Every config key as written in YAML or --set: sections and dotted leaves."""
+    cls = cls or Config
+    hints, keys = typing.get_type_hints(cls), []
+    for f in dataclasses.fields(cls):
+        dotted = f"{prefix}{f.name}"
+        keys.append(dotted)
+        hint = hints[f.name]
+        if dataclasses.is_dataclass(hint):
+            keys += _known_keys(hint, f"{dotted}.")
+    return keys
+
+
+def unknown_key(dotted: str) -> FakefaceError:
+    """The error for an unknown key, suggesting the nearest known one (usually a typo)."""
+    keys = _known_keys()
+    close = difflib.get_close_matches(dotted, keys, n=1)
+    if not close:  # the right key in the wrong section: epochs -> training.epochs
+        leaf = dotted.rsplit(".", 1)[-1]
+        close = [k for k in keys if k.rsplit(".", 1)[-1] == leaf][:1]
+    hint = f"; did you mean '{close[0]}'?" if close else ""
+    return FakefaceError(f"unknown config key '{dotted}'{hint}")
 
 
 def _build(cls, values: dict, where: str):
@@ -183,7 +262,7 @@ def _build(cls, values: dict, where: str):
     for key, value in values.items():
         dotted = f"{where}.{key}" if where else key
         if key not in names:
-            raise FakefaceError(f"unknown config key '{dotted}'")
+            raise unknown_key(dotted)
         kwargs[key] = _coerce(hints[key], value, dotted)
     return cls(**kwargs)
 
@@ -235,8 +314,12 @@ def load_config(path: str | os.PathLike, overrides: list[str] | None = None) -> 
         values = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise FakefaceError(f"{path}: not valid YAML ({exc})") from exc
-    if "name" not in values:
+    if isinstance(values, dict) and "name" not in values:
         values["name"] = path.stem
+    try:
+        _build(Config, values, "")  # the file's own keys and types, before any --set
+    except FakefaceError as exc:
+        raise FakefaceError(f"{path}: {exc}") from None
     return apply_overrides(values, overrides or [])
 
 
@@ -249,11 +332,16 @@ def apply_overrides(values: dict | Config, overrides: list[str]) -> Config:
         if "=" not in item:
             raise FakefaceError(f"--set expects key=value, got '{item}'")
         dotted, raw = item.split("=", 1)
+        dotted = dotted.strip()
+        if dotted not in _known_keys():
+            raise unknown_key(dotted)
         node = values
-        parts = dotted.strip().split(".")
+        parts = dotted.split(".")
         for part in parts[:-1]:
-            node = node.setdefault(part, {})
+            if node.get(part) is None:  # an empty section in the YAML
+                node[part] = {}
+            node = node[part]
             if not isinstance(node, dict):
-                raise FakefaceError(f"unknown config key '{dotted}'")
+                raise FakefaceError(f"{part}: expected a mapping, got {node!r}")
         node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else ""
     return from_dict(values)

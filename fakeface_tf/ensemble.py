@@ -20,6 +20,7 @@ from keras import layers
 
 from fakeface_tf.artifacts import MEMBER_PREFIX
 from fakeface_tf.errors import FakefaceError
+from fakeface_tf.faces import save_cut
 from fakeface_tf.files import save_model_atomic, write_text_atomic
 
 
@@ -80,6 +81,7 @@ def build_from_runs(run_dirs: list, out: str | Path, batch_size: int = 64) -> Pa
         shutil.rmtree(out)
     out.mkdir(parents=True)
     cfg.save(out / "config.yaml")
+    save_cut(out, loaded[0].face_options)
     write_text_atomic(out / "metrics.json", json.dumps(metrics, indent=2))
     write_text_atomic(out / "env.json", json.dumps(environment(cfg), indent=2))
     save_model_atomic(model, out / "model.keras")

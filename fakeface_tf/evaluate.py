@@ -290,9 +290,12 @@ def _rejected_summary(rejected: list[dict]) -> dict:
 
 def resolve_threshold(loaded, data, threshold: float | str | None = None,
                       target_fpr: float | None = None, batch_size: int = 64,
-                      progress: bool = True) -> tuple[float, str]:
-    """The threshold to apply and where it came from. "auto" (or a `target_fpr`) picks it on
-    the validation split of `data` and records it beside the model for inference."""
+                      progress: bool = True) -> tuple[float, str, dict | None]:
+    """(threshold, where it came from, how it was chosen) for an evaluation; writes no file.
+
+    "auto" (or a `target_fpr`) picks it on the validation split of `data`; the third item is
+    then what threshold.json records ({"method": ..., ...}), {"method": "given"} for a number,
+    and None when the model's own (or the default) applies."""
     from fakeface_tf import artifacts
 
     if target_fpr is not None and threshold not in (None, "auto"):
@@ -305,20 +308,26 @@ def resolve_threshold(loaded, data, threshold: float | str | None = None,
         y, s, _ = score_dataset(loaded, data, "valid", batch_size, keep_worst=0, progress=progress)
         chosen = choose_threshold(y, s, method, target_fpr)
         valid = compute_metrics(y, s, chosen)
-        artifacts.save_threshold(loaded.root, chosen, method, {
-            "target_fpr": target_fpr, "data": str(data), "split": "valid",
-            "valid_accuracy": valid["accuracy"], "valid_accuracy_real": valid["accuracy_real"],
-            "valid_counts": valid["counts"]})
-        loaded.threshold = chosen
+        record = {"method": method, "target_fpr": target_fpr, "data": str(data), "split": "valid",
+                  "valid_accuracy": valid["accuracy"], "valid_accuracy_real": valid["accuracy_real"],
+                  "valid_counts": valid["counts"]}
         how = f"target FPR {target_fpr}" if method == "fpr" else "max accuracy"
-        return chosen, f"auto ({how} on valid), saved to {loaded.root / artifacts.THRESHOLD_FILE}"
+        return chosen, f"auto ({how} on valid)", record
     if threshold is None:
         saved = (loaded.root / artifacts.THRESHOLD_FILE).is_file()
-        return loaded.threshold, "threshold.json beside the model" if saved else "default"
+        return loaded.threshold, "threshold.json beside the model" if saved else "default", None
     value = float(threshold)
     if not 0.0 <= value <= 1.0:
         raise FakefaceError(f"--threshold must be between 0 and 1 or 'auto', got {threshold}")
-    return value, "given"
+    return value, "given", {"method": "given"}
+
+
+def write_threshold(root: Path, value: float, record: dict) -> Path:
+    """threshold.json in `root`: `value` and how it was chosen (`record`, from resolve_threshold)."""
+    from fakeface_tf import artifacts
+
+    extra = {k: v for k, v in record.items() if k != "method"}
+    return artifacts.save_threshold(root, value, record["method"], extra)
 
 
 def _galleries(meta: dict, threshold: float, out: Path) -> dict[str, Path]:
@@ -352,13 +361,21 @@ def default_out(loaded, data: str | Path, split: str, prefix: str = "eval") -> P
 def evaluate(model_path: str | Path, data: str | Path, out: str | Path | None = None,
              split: str = "test", threshold: float | str | None = None,
              target_fpr: float | None = None, keep_worst: int = 8, batch_size: int = 64,
-             progress: bool = True) -> dict:
+             progress: bool = True, save_threshold: bool = False) -> dict:
     """Score `model_path` on `split` of `data`; write metrics.json, scores.csv and the plots
-    into `out` (default: beside the model) and return the metrics."""
+    into `out` (default: beside the model) and return the metrics.
+
+    A threshold chosen here ("auto", `target_fpr`) or given is written to out/threshold.json;
+    only `save_threshold` also makes it the model's own (threshold.json beside the model,
+    which inference reads): evaluating never changes a model unasked."""
     from fakeface_tf import artifacts
 
     loaded = artifacts.load_model(model_path)
-    chosen, source = resolve_threshold(loaded, data, threshold, target_fpr, batch_size, progress)
+    chosen, source, record = resolve_threshold(loaded, data, threshold, target_fpr, batch_size,
+                                               progress)
+    if save_threshold and record is None:
+        raise FakefaceError("--save-threshold needs a threshold to save: --threshold auto, "
+                            "--threshold T or --target-fpr F")
     y_true, scores, meta = score_dataset(loaded, data, split, batch_size, keep_worst, progress)
     if not len(y_true):
         raise FakefaceError(f"no usable face in {data} ({split}): "
@@ -380,6 +397,11 @@ def evaluate(model_path: str | Path, data: str | Path, out: str | Path | None = 
     if loaded.run_dir is not None:
         files["learning_curves"] = plots.learning_curves(loaded.run_dir / "history.csv",
                                                          out / "learning_curves.png")
+    if record is not None:
+        files["threshold"] = write_threshold(out, chosen, record)
+        source += f"; written to {files['threshold']}"
+    if save_threshold:
+        source += f"; saved as the model's threshold: {write_threshold(loaded.root, chosen, record)}"
     result.update({
         "threshold_source": source,
         "model": str(loaded.path),
@@ -474,10 +496,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", default="test",
                         help="split to evaluate (default: test); a flat real/ + fake/ folder is used whole")
     parser.add_argument("--threshold", type=threshold_arg, default=None,
-                        help="decision threshold, or 'auto' to pick it on the valid split and save it "
-                             "beside the model (default: the saved one, else 0.5)")
+                        help="decision threshold, or 'auto' to pick it on the valid split; written "
+                             "to OUT/threshold.json (default: the model's threshold.json, else 0.5)")
     parser.add_argument("--target-fpr", type=float, default=None,
                         help="with auto: the lowest threshold whose false positive rate is at most this")
+    parser.add_argument("--save-threshold", action="store_true",
+                        help="also make the chosen or given threshold the model's own "
+                             "(threshold.json beside the model, read by predict and serve); "
+                             "without it the model folder is left as it was")
     parser.add_argument("--keep-worst", type=int, default=8, help="images per error gallery")
 
 
@@ -498,6 +524,6 @@ def run_learning_curve(args: argparse.Namespace) -> int:
 def run(args: argparse.Namespace) -> int:
     metrics = evaluate(args.model, args.data, out=args.out, split=args.split,
                        threshold=args.threshold, target_fpr=args.target_fpr,
-                       keep_worst=args.keep_worst)
+                       keep_worst=args.keep_worst, save_threshold=args.save_threshold)
     print(summary(metrics))
     return 0

@@ -10,9 +10,12 @@ interpolation. Where the square runs past the image edge, the edge pixels are re
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import json
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -27,9 +30,21 @@ MIN_DETECT_SIDE = 12  # MTCNN's smallest input (its PNet window)
 DETECT_BATCH_PIXELS = 4_000_000  # pixels per MTCNN call: 64 faces of 256 px, 4 of 1024 px
 
 
+CUT_FILE = "face_cut.json"  # the face cut a model was trained on, saved beside the model
+
+
+def detector_version() -> str:
+    """The face detector and its version, part of the cut: another MTCNN finds other boxes."""
+    from importlib.metadata import version
+
+    return f"mtcnn {version('mtcnn')}"
+
+
 @dataclass
 class FaceOptions:
-    """How a face is cut out: output size and colour, margin, and what counts as a face."""
+    """The face cut: output size and colour, margin, levelling, what counts as a face, and the
+    detector. One definition, written by preprocess into preprocess.json, checked by train,
+    saved with every model (face_cut.json) and used by the Detector that serves it."""
 
     size: int = 128
     color: str = "gray"  # gray | rgb
@@ -37,10 +52,54 @@ class FaceOptions:
     min_face: int = 24  # px, shorter box side in the original image
     min_confidence: float = 0.90
     level: bool = True  # rotate so the eyes are level; False cuts whole pixels, no resampling
+    detector: str = field(default_factory=detector_version)
 
     @property
     def channels(self) -> int:
         return 1 if self.color == "gray" else 3
+
+    @classmethod
+    def from_dict(cls, values: dict, source: str = "face cut") -> "FaceOptions":
+        """The cut stored as JSON; an unknown field is an error naming it and the source."""
+        unknown = set(values) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise FakefaceError(f"{source}: unknown face-cut field(s) {', '.join(sorted(unknown))}")
+        return cls(**{"detector": "unknown", **values})
+
+    def differences(self, other: "FaceOptions", fields=None) -> list[str]:
+        """'field: mine vs theirs' for each field (of `fields`, default all) that differs."""
+        names = fields or [f.name for f in dataclasses.fields(self)]
+        return [f"{n}: {getattr(self, n)!r} vs {getattr(other, n)!r}" for n in names
+                if getattr(self, n) != getattr(other, n)]
+
+
+def save_cut(folder: str | Path, options: FaceOptions) -> Path:
+    """Write the face cut beside a model, so whoever serves the model cuts faces the same way."""
+    from fakeface_tf.files import write_text_atomic
+
+    return write_text_atomic(Path(folder) / CUT_FILE, json.dumps(dataclasses.asdict(options), indent=2))
+
+
+def _records_cut(summary: dict) -> dict:
+    """preprocess.json's cut; records made before the detector was part of it name it from
+    the versions they recorded."""
+    cut = summary["settings"]["face"]
+    mtcnn = summary.get("versions", {}).get("mtcnn")
+    return cut if "detector" in cut or not mtcnn else {**cut, "detector": f"mtcnn {mtcnn}"}
+
+
+def read_cut(folder: str | Path) -> FaceOptions | None:
+    """The face cut saved in a model folder (face_cut.json) or a records folder
+    (preprocess.json); None when the folder holds neither."""
+    folder = Path(folder)
+    for name, pick in ((CUT_FILE, lambda d: d), ("preprocess.json", _records_cut)):
+        path = folder / name
+        if path.is_file():
+            try:
+                return FaceOptions.from_dict(pick(json.loads(path.read_text())), str(path))
+            except (ValueError, KeyError, TypeError) as exc:
+                raise FakefaceError(f"{path}: unreadable face cut ({exc})") from None
+    return None
 
 
 @dataclass

@@ -41,6 +41,7 @@ import pandas as pd
 from fairlearn.metrics import MetricFrame, equalized_odds_difference
 from tqdm.auto import tqdm
 
+from fakeface_tf import plots
 from fakeface_tf.config import Config, cache_root, data_root
 from fakeface_tf.errors import FakefaceError
 from fakeface_tf.faces import FaceOptions, crop_files, face_options
@@ -527,63 +528,18 @@ def _clean(value):
 
 
 def plot_rates(table: pd.DataFrame, attribute: str, path: Path) -> Path:
-    """Per-group FPR and FNR bars with 95 % CI whiskers; missing FNR bars are unavailable."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = table[table["attribute"] == attribute]
-    x = np.arange(len(rows))
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.8 * len(rows) + 2), 3.6))
-    for offset, metric, label, color in ((-0.2, "fpr", "FPR (real called fake)", "tab:red"),
-                                         (0.2, "fnr", "FNR (fake called real)", "tab:blue")):
-        values = rows[metric].to_numpy(dtype=float)
-        known = ~np.isnan(values)
-        err = np.vstack([values - rows[f"{metric}_lo"], rows[f"{metric}_hi"] - values])[:, known]
-        ax.bar(x[known] + offset, values[known], 0.4, yerr=np.abs(err), capsize=3, label=label,
-               color=color)
-        for position in x[~known] + offset:
-            ax.text(position, 0.01, "n/a", ha="center", va="bottom", fontsize=7, rotation=90)
-    ax.set_xticks(x, [f"{g}\nn={n}" for g, n in zip(rows["group"], rows["n"])], fontsize=8)
-    ax.set_xlim(-0.6, len(rows) - 0.4)
-    ax.set_ylim(0, 1.15)
-    ax.set_ylabel("rate")
-    ax.set_title(f"Error rates by {attribute}, 95% bootstrap CI (n/a: no such faces)", fontsize=10)
-    ax.legend(fontsize=8, ncol=2, loc="upper center")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    """Per-group FPR and FNR bars with 95 % CI whiskers (plots.group_rates)."""
+    return plots.group_rates(table[table["attribute"] == attribute], attribute, path)
 
 
 def plot_heatmap(table: pd.DataFrame, attrs: tuple[str, str], path: Path, metric: str = "fpr") -> Path:
     """A metric over an intersection (rows: first attribute, columns: second), with n per cell."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     rows = table[table["attribute"] == " x ".join(attrs)]
     rows_order, columns_order = (sorted(rows[a].unique(), key=lambda v, a=a: _order((a,), (v,)))
                                  for a in attrs)
     grid, counts = (rows.pivot(index=attrs[0], columns=attrs[1], values=v)
                     .reindex(index=rows_order, columns=columns_order) for v in (metric, "n"))
-    fig, ax = plt.subplots(figsize=(1.4 * grid.shape[1] + 2.5, 0.5 * grid.shape[0] + 1.5))
-    image = ax.imshow(grid.to_numpy(dtype=float), cmap="Reds", vmin=0, vmax=1, aspect="auto")
-    for (i, j), value in np.ndenumerate(grid.to_numpy(dtype=float)):
-        n = counts.iloc[i, j]
-        text = "n/a" if np.isnan(value) else f"{value:.2f}"
-        ax.text(j, i, f"{text}\nn={0 if pd.isna(n) else int(n)}", ha="center", va="center",
-                fontsize=7, color="white" if value > 0.6 else "black")
-    ax.set_xticks(range(grid.shape[1]), grid.columns)
-    ax.set_yticks(range(grid.shape[0]), grid.index)
-    ax.set_title(f"{metric.upper()} by {attrs[0]} x {attrs[1]}")
-    fig.colorbar(image, ax=ax)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return plots.cell_heatmap(grid, counts, f"{metric.upper()} by {attrs[0]} x {attrs[1]}", path)
 
 
 def _fmt(value, ci=None) -> str:

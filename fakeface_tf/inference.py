@@ -27,7 +27,6 @@ from fakeface_tf.errors import FakefaceError
 from fakeface_tf.faces import FaceCrop, extract_face, extract_faces, get_detector
 from fakeface_tf.images import MAX_PIXELS, load_image
 
-VERDICTS = ("real face", "fake face", "not a face")
 EXPLAIN_METHODS = ("gradcam++", "smoothgrad", "scorecam")
 COLORMAPS = {
     "jet": cv2.COLORMAP_JET,

@@ -56,7 +56,8 @@ def run(args: argparse.Namespace) -> int:
 
     _stage("3/5 evaluate on the test split (threshold chosen on validation), robustness sweep",
            timings)
-    metrics = evaluate.evaluate(run_dir, records_dir, split="test", threshold="auto")
+    metrics = evaluate.evaluate(run_dir, records_dir, split="test", threshold="auto",
+                                save_threshold=True)  # the run's model ships with its threshold
     print(evaluate.summary(metrics))
     sweep = robustness.robustness(run_dir, records_dir, split="test")
     print(robustness.table(sweep))

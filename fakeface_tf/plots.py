@@ -181,7 +181,8 @@ def image_gallery(images: Sequence[np.ndarray], captions: Sequence[str], path: s
     n = len(images)
     cols = max(1, min(cols, n))
     rows = max(1, -(-n // cols))
-    fig = Figure(figsize=(max(2.4 * cols, 6.0), 2.6 * rows + 0.4))
+    # Each row gets room for its crops and a two-line caption, so captions never overlap.
+    fig = Figure(figsize=(max(2.4 * cols, 6.0), 3.0 * rows + 0.6))
     axes = np.atleast_1d(fig.subplots(rows, cols)).ravel()
     for ax in axes:
         ax.axis("off")
@@ -192,10 +193,10 @@ def image_gallery(images: Sequence[np.ndarray], captions: Sequence[str], path: s
         gray = image.ndim == 2 or image.shape[-1] == 1
         ax.imshow(image.squeeze(-1) if image.ndim == 3 and gray else image,
                   cmap="gray" if gray else None, vmin=0, vmax=255)
-        ax.set_title(caption, fontsize=8)
+        ax.set_title(caption, fontsize=8, wrap=True)
     if title:
         fig.suptitle(title)
-    return _save(fig, path, dpi=72)  # photos compress badly; keep galleries light
+    return _save(fig, path, dpi=96)
 
 
 def condition_bars(frame: pd.DataFrame, path: str | Path, metrics: Sequence[str] = ("accuracy", "roc_auc"),
@@ -210,8 +211,8 @@ def condition_bars(frame: pd.DataFrame, path: str | Path, metrics: Sequence[str]
         ax.bar(x + (i - (len(metrics) - 1) / 2) * width, np.nan_to_num(values), width, label=metric)
     ax.set_xticks(x, frame[label].astype(str), rotation=30, ha="right")
     ax.set_ylim(0, 1.18)  # headroom for the legend above bars at 1.0
-    ax.axhline(0.5, color="gray", ls=":", lw=1)
-    ax.legend(loc="upper right", ncols=len(metrics))
+    ax.axhline(0.5, color="gray", ls=":", lw=1, label="chance (0.5)")
+    ax.legend(loc="upper right", ncols=len(metrics) + 1)
     ax.set_title(title)
     return _save(fig, path)
 
@@ -255,3 +256,68 @@ def explanation(image: np.ndarray, heatmap: np.ndarray, path: str | Path, title:
                        alpha=opacity)
     bar.set_label("weight in the verdict (0 = none, 1 = most)", fontsize=8)
     return _save(fig, path)
+
+
+def group_rates(rows: pd.DataFrame, attribute: str, path: str | Path) -> Path:
+    """Per-group FPR and FNR bars with 95 % CI whiskers. The y axis fits the bars, and a rate
+    no group has (FNR where the data holds only real faces) gets no bar and no legend entry."""
+    x = np.arange(len(rows))
+    fig = Figure(figsize=(max(6.0, 0.8 * len(rows) + 2), 3.6))
+    ax = fig.add_subplot()
+    top, missing = 0.0, []
+    for offset, metric, label, color in ((-0.2, "fpr", "FPR (real called fake)", "tab:red"),
+                                         (0.2, "fnr", "FNR (fake called real)", "tab:blue")):
+        values = rows[metric].to_numpy(dtype=float)
+        known = ~np.isnan(values)
+        if not known.any():
+            missing.append(metric.upper())
+            continue
+        high = rows[f"{metric}_hi"].to_numpy(dtype=float)[known]
+        err = np.vstack([values[known] - rows[f"{metric}_lo"].to_numpy(dtype=float)[known],
+                         high - values[known]])
+        ax.bar(x[known] + offset, values[known], 0.4, yerr=np.abs(err), capsize=3, label=label,
+               color=color)
+        top = max(top, np.nanmax(high), np.nanmax(values[known]))
+        for position in x[~known] + offset:
+            ax.text(position, 0.0, "n/a", ha="center", va="bottom", fontsize=7, rotation=90)
+    ax.set_xticks(x, [f"{g}\nn={n}" for g, n in zip(rows["group"], rows["n"])], fontsize=8)
+    ax.set_xlim(-0.6, len(rows) - 0.4)
+    ax.set_ylim(0, min(1.05, max(0.05, top * 1.3)))
+    ax.set_ylabel("rate")
+    note = f"; {' and '.join(missing)} not measurable: no such faces" if missing else "; n/a: no such faces"
+    ax.set_title(f"Error rates by {attribute}, 95% bootstrap CI{note}", fontsize=10)
+    ax.legend(fontsize=8, ncol=2, loc="upper right")
+    return _save(fig, path, dpi=120)
+
+
+def cell_heatmap(grid: pd.DataFrame, counts: pd.DataFrame, title: str, path: str | Path) -> Path:
+    """A rate per cell of a two-way table (0..1 in reds), each cell labelled with its value and n."""
+    fig = Figure(figsize=(1.4 * grid.shape[1] + 2.5, 0.5 * grid.shape[0] + 1.5))
+    ax = fig.add_subplot()
+    values = grid.to_numpy(dtype=float)
+    image = ax.imshow(values, cmap="Reds", vmin=0, vmax=1, aspect="auto")
+    for (i, j), value in np.ndenumerate(values):
+        n = counts.iloc[i, j]
+        text = "n/a" if np.isnan(value) else f"{value:.2f}"
+        ax.text(j, i, f"{text}\nn={0 if pd.isna(n) else int(n)}", ha="center", va="center",
+                fontsize=7, color="white" if value > 0.6 else "black")
+    ax.set_xticks(range(grid.shape[1]), grid.columns)
+    ax.set_yticks(range(grid.shape[0]), grid.index)
+    ax.set_title(title)
+    fig.colorbar(image, ax=ax)
+    return _save(fig, path, dpi=120)
+
+
+def run_curves(histories: dict[str, pd.DataFrame], path: str | Path) -> Path:
+    """Training/validation loss and validation AUC per epoch of each run (name -> history)."""
+    fig = Figure(figsize=(12, 4.5))
+    ax_loss, ax_auc = fig.subplots(1, 2)
+    for name, history in histories.items():
+        epochs = history["epoch"] + 1
+        line, = ax_loss.plot(epochs, history["val_loss"], label=name)
+        ax_loss.plot(epochs, history["loss"], linestyle="--", color=line.get_color())
+        ax_auc.plot(epochs, history["val_auc"], color=line.get_color(), label=name)
+    ax_loss.set(xlabel="epoch", ylabel="loss", title="loss (dashed: training, solid: validation)")
+    ax_auc.set(xlabel="epoch", ylabel="validation AUC", title="validation AUC")
+    ax_auc.legend(fontsize="small", loc="lower right")
+    return _save(fig, path, dpi=120)

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from fakeface_tf import plots
 from fakeface_tf.config import load_config
 from fakeface_tf.errors import FakefaceError
 
-RESULT_COLUMNS = ["epochs", "val_accuracy", "val_auc", "val_f1", "train_seconds"]
 
 
 def is_run_dir(path: Path) -> bool:
@@ -87,26 +87,7 @@ def compare_runs(source: str | os.PathLike | list) -> pd.DataFrame:
 
 def plot_curves(run_dirs: list, path: Path) -> Path:
     """Training/validation loss and validation AUC per epoch of each run, in one PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax_loss, ax_auc) = plt.subplots(1, 2, figsize=(12, 4.5))
-    for run_dir in map(Path, run_dirs):
-        history = pd.read_csv(run_dir / "history.csv")
-        epochs = history["epoch"] + 1
-        line, = ax_loss.plot(epochs, history["val_loss"], label=run_dir.name)
-        ax_loss.plot(epochs, history["loss"], linestyle="--", color=line.get_color())
-        ax_auc.plot(epochs, history["val_auc"], color=line.get_color(), label=run_dir.name)
-    ax_loss.set(xlabel="epoch", ylabel="loss", title="loss (dashed: training, solid: validation)")
-    ax_auc.set(xlabel="epoch", ylabel="validation AUC", title="validation AUC")
-    ax_auc.legend(fontsize="small", loc="lower right")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return plots.run_curves({Path(r).name: pd.read_csv(Path(r) / "history.csv") for r in run_dirs}, path)
 
 
 def format_table(table: pd.DataFrame) -> str:

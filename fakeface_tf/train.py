@@ -33,12 +33,14 @@ import tensorflow as tf
 
 from fakeface_tf.config import REPO_ROOT, Config, load_config
 from fakeface_tf.errors import FakefaceError
+from fakeface_tf.faces import FaceOptions, face_options, read_cut, save_cut
 from fakeface_tf.files import save_model_atomic, write_text_atomic
 from fakeface_tf.models import build_model, check_model_config, frozen_outputs
 
 PACKAGES = ("tensorflow", "tensorflow-cpu", "keras", "numpy", "keras-tuner", "scikit-learn",
             "opencv-python-headless", "mtcnn", "fakeface_tf")
-EXPORTED = ("config.yaml", "env.json", "history.csv", "metrics.json", "model.keras", "saved_model")
+EXPORTED = ("config.yaml", "face_cut.json", "env.json", "history.csv", "metrics.json", "model.keras",
+            "saved_model")
 METRICS = ("loss", "accuracy", "auc", "precision", "recall")
 
 
@@ -106,12 +108,12 @@ def _strategy(cfg: Config) -> tf.distribute.Strategy:
 
 
 def _optimizer(cfg: Config, total_steps: int) -> keras.optimizers.Optimizer:
+    """The configured optimizer and schedule (names checked by `Config.validate`: one of
+    config.OPTIMIZERS and config.SCHEDULES)."""
     opt = cfg.optimizer
     lr = opt.lr
     if opt.schedule == "cosine":
         lr = keras.optimizers.schedules.CosineDecay(opt.lr, decay_steps=max(total_steps, 1))
-    elif opt.schedule != "constant":
-        raise FakefaceError(f"optimizer.schedule must be constant or cosine, got '{opt.schedule}'")
     decay = opt.weight_decay or None
     makers = {
         "adam": lambda: keras.optimizers.Adam(lr, weight_decay=decay),
@@ -119,8 +121,6 @@ def _optimizer(cfg: Config, total_steps: int) -> keras.optimizers.Optimizer:
         "sgd": lambda: keras.optimizers.SGD(lr, momentum=0.9, weight_decay=decay),
         "rmsprop": lambda: keras.optimizers.RMSprop(lr, weight_decay=decay),
     }
-    if opt.name not in makers:
-        raise FakefaceError(f"optimizer.name must be one of {', '.join(makers)}, got '{opt.name}'")
     return makers[opt.name]()
 
 
@@ -180,6 +180,21 @@ def exportable(model: keras.Model, cfg: Config) -> keras.Model:
     model = compile_model(model, plain, 1)
     model.optimizer.build(model.trainable_variables)  # saved whole, so loading warns of nothing
     return model
+
+
+def training_cut(cfg: Config) -> FaceOptions:
+    """The face cut of the run's records (their preprocess.json), refused when it is not the
+    cut the config asks for; the config's own cut for records without preprocess.json."""
+    path = records_path(cfg)
+    wanted, cut = face_options(cfg.data), read_cut(path)
+    if cut is None:
+        return wanted
+    differences = cut.differences(wanted, ["size", "color", "margin", "level"])
+    if differences:
+        raise FakefaceError(f"data.path {path} was cut differently from what the config asks "
+                            f"(records vs config: {'; '.join(differences)}); preprocess again or "
+                            "change data.* in the config")
+    return cut
 
 
 def _datasets(cfg: Config, strategy: tf.distribute.Strategy):
@@ -500,9 +515,10 @@ def train(cfg: Config, runs_dir: str | Path = "runs", progress: bool = True,
     cfg.validate()
     runs_dir = Path(runs_dir)
     check_model_config(cfg)  # fail before creating an empty run folder
-    records_path(cfg)
+    cut = training_cut(cfg)
     run_dir = _new_run_dir(cfg, runs_dir)
     cfg.save(run_dir / "config.yaml")
+    save_cut(run_dir, cut)
     write_text_atomic(run_dir / "env.json", json.dumps(environment(cfg), indent=2))
     print(f"run folder: {run_dir}")
     return _fit(cfg, run_dir, progress, _saved_models_dir(runs_dir, saved_models_dir), callbacks)

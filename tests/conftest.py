@@ -37,14 +37,18 @@ def synthetic_faces(n: int, size: int = 32, channels: int = 1, seed: int = 0):
     return np.clip(images, 0, 255).astype(np.uint8), labels
 
 
-def write_synthetic_records(folder: Path, size: int = 32, channels: int = 1, per_split=None) -> Path:
-    """Write train/valid/test shards of synthetic faces into `folder`."""
+def write_synthetic_records(folder: Path, size: int = 32, channels: int = 1, per_split=None,
+                            shuffle_labels: bool = False) -> Path:
+    """Write train/valid/test shards of synthetic faces into `folder` (with `shuffle_labels`,
+    the labels permuted so they no longer follow the images: nothing left to learn)."""
     from fakeface_tf import records
 
     per_split = per_split or {"train": 64, "valid": 32, "test": 32}
     folder.mkdir(parents=True, exist_ok=True)
     for i, (split, n) in enumerate(per_split.items()):
         images, labels = synthetic_faces(n, size, channels, seed=i)
+        if shuffle_labels:
+            labels = np.random.default_rng(100 + i).permutation(labels)
         examples = (
             records.serialize(img, int(lab), path=f"{split}/{j}.jpg", split=split,
                               box=(1, 2, size - 2, size - 3), angle=0.0)

@@ -44,8 +44,43 @@ def test_overrides_are_typed_and_change_the_digest():
     ("no_equals_sign", "--set expects key=value"),
     ("data.train_fraction=0", "data.train_fraction must be in (0, 1]"),
     ("model.trainable_blocks=15", "model.trainable_blocks must be in 0..14"),
+    ("optimizer.name=adamm", "optimizer.name must be one of adam, adamw, sgd, rmsprop, got 'adamm'"),
+    ("optimizer.schedule=linear", "optimizer.schedule must be one of constant, cosine, got 'linear'"),
+    ("augment.jpeg_quality=95", "augment.jpeg_quality must be 0 (off) or in 1..94"),
+    ("augment.rotation=-0.1", "augment.rotation must be in [0, 0.5]"),
+    ("augment.blur=2", "augment.blur must be in [0, 1]"),
+    ("training.seed=-1", "training.seed must be in 0..2**32-1"),
+    ("data.fairness_weight=1.5", "data.fairness_weight must be a whole number >= 1"),
 ])
 def test_bad_override_is_one_clear_line(override, message):
     with pytest.raises(FakefaceError) as info:
         apply_overrides(load_config(REPO_ROOT / "configs" / "fast.yaml"), [override])
     assert message in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("override, suggestion", [
+    ("training.epoch=1", "training.epochs"),
+    ("model.droput=0.1", "model.dropout"),
+    ("trainng.epochs=1", "training.epochs"),
+    ("epochs=1", "training.epochs"),  # the right key in the wrong section
+])
+def test_unknown_key_suggests_the_nearest_known_one(override, suggestion):
+    key = override.split("=")[0]
+    with pytest.raises(FakefaceError) as info:
+        apply_overrides(load_config(REPO_ROOT / "configs" / "fast.yaml"), [override])
+    assert str(info.value) == f"unknown config key '{key}'; did you mean '{suggestion}'?"
+
+
+def test_unknown_key_without_a_near_one_suggests_nothing():
+    with pytest.raises(FakefaceError) as info:
+        apply_overrides(load_config(REPO_ROOT / "configs" / "fast.yaml"), ["zzzz=1"])
+    assert str(info.value) == "unknown config key 'zzzz'"
+
+
+def test_unknown_key_in_a_yaml_file_names_the_file_and_the_nearest_key(tmp_path):
+    path = tmp_path / "typo.yaml"
+    path.write_text("training:\n  epoch: 3\n")
+    with pytest.raises(FakefaceError) as info:
+        load_config(path, ["training.epochs=2"])  # an override does not hide the file's typo
+    assert str(info.value) == (f"{path}: unknown config key 'training.epoch'; "
+                               "did you mean 'training.epochs'?")

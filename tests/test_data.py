@@ -55,16 +55,33 @@ def test_training_shuffle_is_seeded(tiny_records):
     assert sorted(order(1)) == sorted(f"train/{j}.jpg".encode() for j in range(64))
 
 
-def test_augmentation_is_reproducible_and_changes_images(tiny_records):
-    augment = AugmentConfig(shear=0.1, jpeg_quality=50, blur=0.5)
-    make = lambda aug: data.make_dataset(tiny_records, "train", batch_size=16,  # noqa: E731
-                                         training=True, augment=aug, seed=3)
-    first, _ = collect(make(augment))
-    again, _ = collect(make(augment))
-    plain, _ = collect(make(None))
-    assert np.array_equal(first, again)
-    assert not np.array_equal(first, plain)
-    assert first.min() >= 0 and first.max() <= 255
+ALL_ON = AugmentConfig(flip=True, rotation=0.05, zoom=0.1, shear=0.1, brightness=0.1,
+                       jpeg_quality=50, blur=0.5, shift=0.1, mixup=0.4)
+
+
+def batches(ds, epochs: int = 2) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Every (images, labels) batch of `epochs` passes over `ds`, as arrays."""
+    return [(x.numpy(), y.numpy()) for _ in range(epochs) for x, y in ds]
+
+
+def test_same_seed_gives_identical_augmented_batches_and_another_seed_does_not(tiny_records):
+    make = lambda seed: data.make_dataset(tiny_records, "train", batch_size=16,  # noqa: E731
+                                          training=True, augment=ALL_ON, seed=seed)
+    first, again, other = batches(make(3)), batches(make(3)), batches(make(4))
+    assert len(first) == len(again) == 8  # 64 images, batch 16, two passes
+    for (x, y), (x2, y2) in zip(first, again):
+        assert np.array_equal(x, x2) and np.array_equal(y, y2)
+    assert not any(np.array_equal(x, x2) for (x, _), (x2, _) in zip(first, other))
+    assert all(x.min() >= 0 and x.max() <= 255 for x, _ in first)
+
+
+def test_each_epoch_draws_new_augmentations_for_the_same_image(tiny_records):
+    ds = data.make_dataset(tiny_records, "train", batch_size=16, training=True, with_meta=True,
+                           augment=dataclasses.replace(ALL_ON, mixup=0.0), seed=3)
+    epochs = [{p: img for x, _, meta in ds for p, img in zip(meta["path"].numpy(), x.numpy())}
+              for _ in range(2)]
+    assert epochs[0].keys() == epochs[1].keys() and len(epochs[0]) == 64
+    assert not any(np.array_equal(epochs[0][p], epochs[1][p]) for p in epochs[0])
 
 
 @pytest.mark.parametrize("switch", ["flip", "rotation", "zoom", "shear", "brightness",

@@ -74,20 +74,38 @@ def test_threshold_for_a_target_false_positive_rate_has_a_known_answer():
         evaluate.choose_threshold(y, s, "fpr", target_fpr=None)
 
 
-def test_evaluate_auto_writes_every_promised_file_and_saves_the_threshold(
+def folder_bytes(folder: Path) -> dict[str, bytes]:
+    """Every file under `folder` with its bytes: equal snapshots mean an untouched folder."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_evaluate_auto_writes_every_promised_file_and_leaves_the_model_folder_byte_identical(
         tiny_run_copy, tiny_records, tmp_path, capsys):
+    before = folder_bytes(tiny_run_copy)
     out = tmp_path / "eval"
     code = main(["evaluate", str(tiny_run_copy), str(tiny_records), "--out", str(out),
                  "--threshold", "auto"])
     assert code == 0
-    for name in (*PROMISED, "learning_curves.png"):
+    for name in (*PROMISED, "learning_curves.png", "threshold.json"):
         assert (out / name).is_file(), name
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["counts"]["total"] == 32 and metrics["rejected"]["count"] == 0
     assert metrics["threshold_source"].startswith("auto")
-    saved = artifacts.load_model(tiny_run_copy).threshold
-    assert saved == pytest.approx(metrics["threshold"]) and saved != 0.5
-    assert "accuracy" in capsys.readouterr().out
+    chosen = json.loads((out / "threshold.json").read_text())
+    assert chosen["threshold"] == metrics["threshold"] != 0.5 and chosen["method"] == "accuracy"
+    assert folder_bytes(tiny_run_copy) == before
+    printed = capsys.readouterr().out
+    assert "accuracy" in printed and str(out / "threshold.json") in printed
+
+
+def test_save_threshold_makes_the_chosen_threshold_the_models_own(tiny_run_copy, tiny_records,
+                                                                   tmp_path, capsys):
+    code = main(["evaluate", str(tiny_run_copy), str(tiny_records), "--out", str(tmp_path / "eval"),
+                 "--threshold", "auto", "--save-threshold"])
+    assert code == 0
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert artifacts.load_model(tiny_run_copy).threshold == metrics["threshold"] != 0.5
+    assert str(tiny_run_copy / "threshold.json") in capsys.readouterr().out
 
 
 def test_default_output_folder_sits_beside_the_model(tiny_run_copy, tiny_records):
@@ -145,6 +163,8 @@ def test_missing_data_and_out_of_range_threshold_exit_2(tiny_run, tiny_records, 
     assert "data not found" in capsys.readouterr().err
     assert main(["evaluate", str(tiny_run), str(tiny_records), "--threshold", "1.5"]) == 2
     assert "between 0 and 1" in capsys.readouterr().err
+    assert main(["evaluate", str(tiny_run), str(tiny_records), "--save-threshold"]) == 2
+    assert "--save-threshold needs a threshold" in capsys.readouterr().err
 
 
 def test_learning_curve_scores_each_run_on_the_test_split_ordered_by_training_faces(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 
+import keras
 import numpy as np
 import pandas as pd
 import pytest
@@ -14,6 +15,9 @@ from fakeface_tf.cli import main
 from fakeface_tf.config import Config
 from fakeface_tf.errors import FakefaceError
 from fakeface_tf.faces import FaceOptions
+from fakeface_tf.train import train
+
+from conftest import tiny_config
 
 # gender, race, age, truth (1 = fake), prediction (1 = called fake)
 TOY = pd.DataFrame([
@@ -288,3 +292,26 @@ def test_training_dataset_holds_only_the_training_part(pairs_setup):
     expected = train["label"].map({"real": 0.0, "fake": 1.0})[found]
     assert [label for _, label in elements] == list(expected)
     assert set(expected) == {0.0, 1.0}
+
+
+class CountBatches(keras.callbacks.Callback):
+    """Counts the training batches Keras runs."""
+
+    def on_train_begin(self, logs=None):
+        self.batches = 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.batches += 1
+
+
+def test_training_mixes_in_each_fairness_face_of_the_training_part_weight_times(
+        pairs_setup, tiny_records, tmp_path):
+    _, labels, _ = pairs_setup
+    train_part, _ = fairness.split_labels(fairness.load_labels(labels))
+    found = int(fairness.face_crops(train_part["path"], FaceOptions(size=32, color="gray")).ok.sum())
+    counter = CountBatches()
+    cfg = tiny_config(tiny_records, "training.epochs=1", f"data.fairness_labels={labels}",
+                      "data.fairness_weight=2")
+    train(cfg, tmp_path / "runs", progress=False, callbacks=[counter])
+    assert found > 0
+    assert counter.batches == math.ceil((64 + 2 * found) / 16)  # 64 records + the faces twice

@@ -41,7 +41,9 @@ def test_model_trains_a_step_and_round_trips(name, tmp_path):
     assert model.get_layer("logit").activation is keras.activations.linear
     assert model.layers[-1].name == "prob"
     expected = model(floats, training=False).numpy()
-    assert expected.shape == (2, 1) and np.all((expected >= 0) & (expected <= 1))
+    logit = keras.Model(model.input, model.get_layer("logit").output)(floats, training=False)
+    assert expected.shape == (2, 1)
+    np.testing.assert_allclose(expected, 1 / (1 + np.exp(-np.asarray(logit, "float64"))), atol=1e-6)
 
     model.save(tmp_path / "m.keras")
     reloaded = keras.models.load_model(tmp_path / "m.keras")
@@ -55,11 +57,15 @@ def test_model_trains_a_step_and_round_trips(name, tmp_path):
         np.testing.assert_allclose(layer(tf.constant(images))["prob"].numpy(), expected, atol=1e-5)
 
 
-def test_fast_model_frequency_branch_handles_rgb():
+def test_fast_model_frequency_branch_takes_rgb_and_feeds_the_output():
     cfg = _config("fast", "model.freq_branch=true", "data.color=rgb")
     model = build_model(cfg)
-    assert model.get_layer("freq_dense") is not None
-    assert model.predict(np.full((1, 32, 32, 3), 128.0, "float32"), verbose=0).shape == (1, 1)
+    images = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    with_branch = model.predict(images, verbose=0)
+    branch = model.get_layer("freq_dense")
+    branch.set_weights([np.zeros_like(w) for w in branch.get_weights()])
+    assert with_branch.shape == (2, 1)
+    assert not np.allclose(model.predict(images, verbose=0), with_branch, atol=1e-6)
 
 
 def test_application_repeats_gray_to_three_channels_and_loads_a_local_weights_file(tmp_path):

@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 
-from fakeface_tf import artifacts
+from fakeface_tf import artifacts, faces
 from fakeface_tf.cli import main
 
 KEYS = {"path", "verdict", "probability", "threshold", "box", "angle", "face_status",
@@ -31,7 +31,11 @@ def test_json_lines_follow_the_schema_and_overlays_are_saved(tiny_keras_model, i
     face_record, nonface_record = lines
     assert KEYS <= set(face_record) and KEYS <= set(nonface_record)
     assert face_record["verdict"] in ("real face", "fake face")
-    assert 0.0 <= face_record["probability"] <= 1.0 and len(face_record["box"]) == 4
+    loaded = artifacts.load_model(tiny_keras_model)
+    (crop,) = faces.crop_files([face], loaded.face_options, progress=False)
+    assert face_record["probability"] == pytest.approx(float(loaded.predict(crop.image[None])[0]),
+                                                       abs=1e-6)
+    assert face_record["box"] == pytest.approx(list(crop.box), abs=0.01)
     assert (tmp_path / f"{face.stem}_gradcam++.png").is_file()
     assert (tmp_path / f"{face.stem}_gradcam++_crop.png").is_file()
     assert face_record["overlay"] == str(tmp_path / f"{face.stem}_gradcam++.png")

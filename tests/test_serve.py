@@ -56,12 +56,13 @@ def test_index_page_and_its_assets_are_served(client):
     assert client.get("/static/style.css").status_code == 200
 
 
-def test_face_upload_returns_verdict_box_and_overlays(client, face_bytes):
+def test_face_upload_returns_verdict_box_and_overlays(client, detector, face_bytes):
     response = _post(client, face_bytes, explain="gradcam++")
     assert response.status_code == 200
     body = response.json()
     assert body["verdict"] in ("real face", "fake face")
-    assert 0.0 <= body["probability"] <= 1.0 and body["threshold"] == 0.5
+    assert body["probability"] == pytest.approx(detector.predict(face_bytes).probability, abs=1e-6)
+    assert body["threshold"] == 0.5
     assert len(body["box"]) == 4 and isinstance(body["angle"], float)
     assert body["explain"] == "gradcam++"
     boxed = _decode_png(body["images"]["boxed"])

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
-import types
 import zipfile
 
 import keras
@@ -12,13 +12,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import tensorflow as tf
-import yaml
+from sklearn.metrics import roc_auc_score
 
-import fakeface_tf
+from fakeface_tf import data, records
 from fakeface_tf.cli import main
-from fakeface_tf.config import load_config
+from fakeface_tf.config import OPTIMIZERS, SCHEDULES, load_config
 from fakeface_tf.errors import FakefaceError
-from fakeface_tf.train import HardLabels, train
+from fakeface_tf.train import HardLabels, compile_model, train, validation_metrics
 
 from conftest import crash_after_first_epoch, synthetic_faces, tiny_config, write_synthetic_records
 
@@ -46,6 +46,34 @@ def test_run_folder_holds_everything_the_contract_lists(tiny_run):
     published = tiny_run.parent.parent / "saved_models" / tiny_run.name
     assert sorted(p.name for p in published.iterdir()) == sorted(
         ["config.yaml", "env.json", "history.csv", "metrics.json", "model.keras", "saved_model"])
+
+
+LEARNABLE = {"train": 128, "valid": 128, "test": 8}  # enough validation faces to tell AUC from chance
+
+
+@pytest.fixture(scope="module")
+def separable_records(tmp_path_factory):
+    """Synthetic faces whose label shows in the image (the fake half's checkerboard)."""
+    return write_synthetic_records(tmp_path_factory.mktemp("separable"), per_split=LEARNABLE)
+
+
+def valid_auc(run_dir, records_dir) -> float:
+    """ROC-AUC of the run's exported model on the validation split, by scikit-learn."""
+    stored = records.read_all(records_dir, "valid")
+    images = np.stack([ex["image"] for ex in stored]).astype("float32")
+    scores = keras.models.load_model(run_dir / "model.keras").predict(images, verbose=0).ravel()
+    return roc_auc_score([ex["label"] for ex in stored], scores)
+
+
+def test_training_learns_a_separable_task(separable_records, tmp_path):
+    run = train(tiny_config(separable_records, "training.epochs=3"), tmp_path / "runs", progress=False)
+    assert valid_auc(run, separable_records) >= 0.95
+
+
+def test_training_on_shuffled_labels_stays_near_chance(tmp_path):
+    shuffled = write_synthetic_records(tmp_path / "shuffled", per_split=LEARNABLE, shuffle_labels=True)
+    run = train(tiny_config(shuffled, "training.epochs=3"), tmp_path / "runs", progress=False)
+    assert valid_auc(run, shuffled) < 0.75
 
 
 def test_exported_models_agree_on_uint8_images(tiny_run):
@@ -106,18 +134,53 @@ def test_interrupted_run_resumes_at_the_next_epoch(tiny_records, tmp_path):
     assert (tmp_path / "saved_models" / run_dir.name / "model.keras").is_file()
 
 
-def test_cli_trains_with_a_mirrored_strategy_on_one_cpu_replica_for_fixed_steps(tiny_records, tmp_path, capsys):
+TWO_CPU_RUNS = """
+import json, sys
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from fakeface_tf.cli import main
+config, runs = sys.argv[1], sys.argv[2]
+for strategy in ("none", "mirrored"):
+    assert main(["train", config, "--set", f"name={strategy}", f"distribute={strategy}",
+                 "--runs-dir", runs, "--quiet"]) == 0
+print(json.dumps({"replicas": tf.distribute.MirroredStrategy().num_replicas_in_sync}))
+"""
+
+
+def test_mirrored_training_on_two_cpu_replicas_matches_one_device(separable_records, tmp_path):
+    """The CPU split into two logical devices (before TF starts, so in a child process): the
+    same config trained on one device and mirrored on two. Dropout masks are drawn per
+    replica and Keras opens a mirrored dataset once more before training (so that run sees
+    the next shuffle order): the runs match in outcome and step count, not bit for bit."""
     config = tmp_path / "tiny.yaml"
-    tiny_config(tiny_records).save(config)
-    code = main(["train", str(config), "--set", "distribute=mirrored", "training.epochs=1",
-                 "training.steps_per_epoch=3", "--runs-dir", str(tmp_path / "runs"), "--quiet"])
-    assert code == 0
-    assert "validation: accuracy" in capsys.readouterr().out
-    (run_dir,) = (tmp_path / "runs").iterdir()
-    assert yaml.safe_load((run_dir / "config.yaml").read_text())["distribute"] == "mirrored"
+    tiny_config(separable_records, "training.epochs=3").save(config)
+    done = subprocess.run([sys.executable, "-c", TWO_CPU_RUNS, str(config), str(tmp_path / "runs")],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1])["replicas"] == 2
+    (mirrored,), (single,) = ([p for p in (tmp_path / "runs").iterdir() if p.name.startswith(name)]
+                              for name in ("mirrored-", "none-"))
+    assert sum("CPU" in d for d in json.loads((mirrored / "env.json").read_text())["devices"]) == 2
+    for run in (mirrored, single):  # 128 images / global batch 16, 3 epochs: the batch is split
+        last = keras.models.load_model(run / "checkpoints" / "last.keras")
+        assert int(last.optimizer.iterations) == 8 * 3
+    assert valid_auc(mirrored, separable_records) >= 0.95
+    assert valid_auc(mirrored, separable_records) == pytest.approx(valid_auc(single, separable_records),
+                                                                   abs=0.05)
+    # Metrics gathered across the two replicas equal a one-device evaluation of the same model.
+    reported = json.loads((mirrored / "metrics.json").read_text())
+    model = keras.models.load_model(mirrored / "model.keras")
+    here = validation_metrics(model, data.make_dataset(separable_records, "valid", batch_size=16))
+    for name in ("loss", "accuracy", "auc"):
+        assert reported[name] == pytest.approx(here[name], abs=1e-5), name
+
+
+def test_fixed_steps_per_epoch_repeat_the_training_data(tiny_records, tmp_path):
+    cfg = tiny_config(tiny_records, "training.epochs=1", "training.steps_per_epoch=7")
+    run_dir = train(cfg, tmp_path / "runs", progress=False)
     last = keras.models.load_model(run_dir / "checkpoints" / "last.keras")
-    assert int(last.optimizer.iterations) == 3  # steps_per_epoch, from a repeated dataset
-    assert tf.distribute.MirroredStrategy().num_replicas_in_sync == 1
+    assert int(last.optimizer.iterations) == 7  # more than the 4 batches of one pass
 
 
 def test_mixed_precision_run_exports_float32_probabilities(tiny_records, tmp_path):
@@ -129,31 +192,15 @@ def test_mixed_precision_run_exports_float32_probabilities(tiny_records, tmp_pat
     assert model.output.dtype == "float32"
 
 
-class _CountBatches(keras.callbacks.Callback):
-    def on_train_begin(self, logs=None):
-        self.batches = 0
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.batches += 1
-
-
-def test_fairness_faces_are_mixed_into_training(tiny_records, tmp_path, monkeypatch):
-    images, labels = synthetic_faces(16, 32, 1, seed=5)
-    fake_module = types.SimpleNamespace(training_dataset=lambda cfg: tf.data.Dataset.from_tensor_slices(
-        (images.astype("float32"), np.zeros(16, "float32"))))
-    monkeypatch.setitem(sys.modules, "fakeface_tf.fairness", fake_module)
-    monkeypatch.setattr(fakeface_tf, "fairness", fake_module, raising=False)
-    counter = _CountBatches()
-    train(tiny_config(tiny_records, "training.epochs=1", "data.fairness_labels=labels.csv"),
-          tmp_path / "runs", progress=False, callbacks=[counter])
-    assert counter.batches == (64 + 16) // 16
-
-
 @pytest.mark.parametrize("overrides, message", [
     (["model.name=lenet"], "unknown model 'lenet'"),
     (["training.epochs=-1"], "training.epochs must be >= 1"),
     (["training.epochs=abc"], "'training.epochs' expects int"),
-    (["model.droput=0.1"], "unknown config key 'model.droput'"),
+    (["model.droput=0.1"], "unknown config key 'model.droput'; did you mean 'model.dropout'?"),
+    (["training.epoch=1"], "unknown config key 'training.epoch'; did you mean 'training.epochs'?"),
+    (["optimizer.name=adamm"], "optimizer.name must be one of"),
+    (["optimizer.schedule=linear"], "optimizer.schedule must be one of"),
+    (["augment.jpeg_quality=95"], "augment.jpeg_quality must be 0 (off) or in 1..94"),
     (["data.path=/nonexistent/records"], "no TFRecord files"),
 ])
 def test_bad_config_is_a_one_line_error_with_exit_code_2(tiny_records, tmp_path, capsys,
@@ -165,6 +212,28 @@ def test_bad_config_is_a_one_line_error_with_exit_code_2(tiny_records, tmp_path,
     assert code == 2
     assert message in err and len(err.splitlines()) == 1
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("section, field, value", [
+    ("optimizer", "name", "adamm"),
+    ("optimizer", "schedule", "linear"),
+    ("augment", "jpeg_quality", 95),
+])
+def test_bad_field_set_after_loading_fails_before_a_run_folder_exists(tiny_records, tmp_path,
+                                                                      section, field, value):
+    cfg = tiny_config(tiny_records)
+    setattr(getattr(cfg, section), field, value)
+    with pytest.raises(FakefaceError, match=rf"^{section}\.{field} must be"):
+        train(cfg, tmp_path / "runs", progress=False)
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("name", OPTIMIZERS)
+@pytest.mark.parametrize("schedule", SCHEDULES)
+def test_every_optimizer_and_schedule_the_config_accepts_builds(name, schedule, tiny_records):
+    cfg = tiny_config(tiny_records, f"optimizer.name={name}", f"optimizer.schedule={schedule}")
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    assert type(compile_model(model, cfg, total_steps=10).optimizer).__name__.lower() == name
 
 
 def test_missing_config_file_exits_2(tmp_path, capsys):
