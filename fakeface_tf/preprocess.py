@@ -4,7 +4,8 @@ The work is planned up front and deterministically (sorted files -> split -> chu
 `shard_size`), so each shard is an independent task for a process pool and a re-run can
 skip what is done. A shard counts as done only when its `.tfrecord` and its manifest part
 both exist under their final names; both are written to a temp name and renamed, so a
-killed run never leaves a half-written shard behind that looks finished.
+killed run never leaves a half-written shard behind that looks finished. Pool workers die
+with the process that started them, so a killed run leaves nothing writing behind it.
 
 SRC is the 140k layout (`{train,valid,test}/{real,fake}/`, optionally inside
 `real-vs-fake/`) or a folder with `real/` and `fake/`, split by a seeded hash of each
@@ -14,13 +15,17 @@ file's relative path (the same file always lands in the same split).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
+import ctypes
 import hashlib
 import json
 import multiprocessing as mp
 import os
 import platform
 import queue
+import signal
+import sys
 import time
 from dataclasses import asdict, dataclass
 from importlib import metadata
@@ -31,16 +36,19 @@ from tqdm.auto import tqdm
 from fakeface_tf import __version__
 from fakeface_tf.errors import FakefaceError
 from fakeface_tf.faces import STATUSES, FaceOptions, check_options
+from fakeface_tf.images import is_image_file
+from fakeface_tf.files import write_text_atomic
 
 MAX_SHARD_SIZE = 256  # 4 MB of 128x128 gray crops; small enough to resume cheaply
+CROP_BATCH = 16  # images per MTCNN call; the Beam runner cuts the same batches (beam.py)
 TARGET_SHARDS = 64  # the automatic shard size aims at this many shards (work for every core)
-IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 SPLIT_ALIASES = {"train": "train", "valid": "valid", "validation": "valid", "val": "valid",
                  "test": "test"}
 MANIFEST_FIELDS = ["path", "split", "label", "status", "reason", "shard",
                    "x", "y", "w", "h", "angle", "confidence"]
 PARTS_DIR = ".parts"  # per-shard manifest parts and the settings of the run
 IMBALANCE_RATIO = 0.8  # warn when the smaller class is under 80% of the larger
+RUNNERS = ("local", "beam")  # local: this machine's process pool; beam: fakeface_tf/beam.py
 
 
 @dataclass
@@ -64,7 +72,7 @@ def class_files(folder: Path, root: Path, label: str, split: str | None,
         rel = path.relative_to(root).as_posix()
         if path.name.startswith("."):
             continue
-        if path.suffix.lower() not in IMAGE_EXTENSIONS:
+        if not is_image_file(path):
             skipped.append({"path": rel, "split": split or "", "label": label, "status": "skipped",
                             "reason": f"not an image file extension ({path.suffix or 'none'})"})
             continue
@@ -145,11 +153,31 @@ def plan_shards(items: list[Item], shard_size: int) -> list[tuple[str, list[Item
 # ----------------------------------------------------------------------------- workers
 
 _progress: "mp.Queue | None" = None
+_parent_pid: int | None = None  # set in pool workers only
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def _die_with_parent() -> None:
+    """Linux: have the kernel SIGKILL this worker when the process that started it dies (even
+    by SIGKILL), so no orphan goes on writing shards beside a rerun. Elsewhere a no-op."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL))
+
+
+def _exit_if_orphaned() -> None:
+    """End a pool worker whose parent has gone (it died before prctl took hold, or not Linux)."""
+    if _parent_pid is not None and os.getppid() != _parent_pid:
+        os._exit(1)
 
 
 def _init_worker(progress_queue, threads: int) -> None:
-    """Each pool process: quiet TF, share the CPUs fairly, report progress to the parent."""
-    global _progress
+    """Each pool process: die with the parent, quiet TF, share the CPUs fairly, report
+    progress to the parent."""
+    global _progress, _parent_pid
+    _parent_pid = mp.parent_process().pid  # the spawning process, as for prctl
+    _die_with_parent()
+    _exit_if_orphaned()
     _progress = progress_queue
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import cv2
@@ -158,12 +186,6 @@ def _init_worker(progress_queue, threads: int) -> None:
     cv2.setNumThreads(1)
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(threads)
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def _manifest_row(item: Item, crop, shard: str) -> dict:
@@ -184,21 +206,36 @@ def _csv_text(rows: list[dict]) -> str:
     return out.getvalue()
 
 
+def shard_outputs(items: list[Item], crops: list, name: str) -> tuple[list[bytes], list[dict]]:
+    """The serialized examples (faces only) and manifest rows (every file) of shard `name`."""
+    from fakeface_tf import records
+
+    examples = [records.serialize(c.image, records.LABELS[i.label], path=i.rel, split=i.split,
+                                  box=c.box, angle=c.angle)
+                for i, c in zip(items, crops) if c.ok]
+    return examples, [_manifest_row(i, c, name) for i, c in zip(items, crops)]
+
+
+def write_shard(out, name: str, examples: list[bytes], rows: list[dict]) -> str:
+    """Write a shard's TFRecord, then its manifest part, each atomically; returns its name."""
+    from fakeface_tf import records
+
+    records.write(Path(out) / name, examples)
+    write_text_atomic(Path(out) / PARTS_DIR / f"{name}.csv", _csv_text(rows))
+    return name
+
+
 def run_shard(task: tuple[str, list[Item], str, FaceOptions], on_batch=None) -> str:
     """Crop one shard's images, write its TFRecord then its manifest part; returns its name."""
-    from fakeface_tf import records
     from fakeface_tf.faces import crop_files
 
     name, items, out, options = task
     report = on_batch or (_progress.put if _progress is not None else None)
-    crops = crop_files([i.path for i in items], options, progress=False, on_batch=report)
-    examples = (records.serialize(c.image, records.LABELS[i.label], path=i.rel, split=i.split,
-                                  box=c.box, angle=c.angle)
-                for i, c in zip(items, crops) if c.ok)
-    records.write(Path(out) / name, examples)
-    rows = [_manifest_row(i, c, name) for i, c in zip(items, crops)]
-    _write_atomic(Path(out) / PARTS_DIR / f"{name}.csv", _csv_text(rows))
-    return name
+    crops = crop_files([i.path for i in items], options, batch_size=CROP_BATCH, progress=False,
+                       on_batch=report)
+    examples, rows = shard_outputs(items, crops, name)
+    _exit_if_orphaned()
+    return write_shard(out, name, examples, rows)
 
 
 def _is_done(out: Path, name: str) -> bool:
@@ -230,7 +267,8 @@ def _run_pool(tasks: list, workers: int, bar) -> None:
 
 
 def _versions() -> dict:
-    packages = ("tensorflow-cpu", "keras", "mtcnn", "opencv-python-headless", "pillow", "numpy")
+    packages = ("tensorflow-cpu", "keras", "mtcnn", "opencv-python-headless", "pillow", "numpy",
+                "apache-beam")
     found = {"fakeface_tf": __version__, "python": platform.python_version()}
     for name in packages:
         try:
@@ -268,7 +306,8 @@ def _read_parts(out: Path, names: list[str]) -> list[dict]:
 
 
 def _prepare_out(out: Path, settings: dict) -> None:
-    """Create OUT (clear error if impossible) and refuse to mix runs with other settings."""
+    """Create OUT (clear error if impossible), refuse to mix runs with other settings and
+    clear the temp files a killed run left."""
     try:
         (out / PARTS_DIR).mkdir(parents=True, exist_ok=True)
         probe = out / PARTS_DIR / ".write-test"
@@ -280,7 +319,9 @@ def _prepare_out(out: Path, settings: dict) -> None:
     if saved.is_file() and json.loads(saved.read_text()) != settings:
         raise FakefaceError(f"{out} holds shards made with other settings ({saved}); "
                             "use a new OUT folder or delete it")
-    _write_atomic(saved, json.dumps(settings, indent=2, sort_keys=True))
+    for stale in [*out.glob("*.tmp"), *(out / PARTS_DIR).glob("*.tmp")]:
+        stale.unlink(missing_ok=True)  # temp files of a killed run: never finished, never read
+    write_text_atomic(saved, json.dumps(settings, indent=2, sort_keys=True))
 
 
 def parse_split(text: str) -> tuple[float, float, float]:
@@ -296,17 +337,22 @@ def parse_split(text: str) -> tuple[float, float, float]:
 def preprocess(src, out, options: FaceOptions = FaceOptions(), workers: int | None = None,
                shard_size: int | None = None, seed: int = 0,
                split: tuple[float, float, float] = (0.8, 0.1, 0.1), progress: bool = True,
-               limit: int | None = None) -> dict:
+               limit: int | None = None, runner: str = "local", pipeline_args=()) -> dict:
     """Crop every face in SRC into OUT's shards, manifest.csv and preprocess.json.
 
     `limit` keeps at most that many files per split and class (a seeded hash picks them),
-    for quick trials and the notebooks' fast mode.
+    for quick trials and the notebooks' fast mode. `runner` "beam" cuts and writes the same
+    shards on Apache Beam (fakeface_tf/beam.py), configured by `pipeline_args`.
 
     Resumable: shards already finished in OUT are kept. `shard_size` None picks
     `auto_shard_size`. Returns the preprocess.json dict.
     """
     start = time.time()
     check_options(options)
+    if runner not in RUNNERS:
+        raise FakefaceError(f"--runner must be one of {', '.join(RUNNERS)}, got {runner!r}")
+    if runner == "beam":
+        from fakeface_tf import beam  # imports apache_beam (only here); says how to install it
     items, skipped, layout = find_items(src, seed, split)
     if limit:
         items = limit_items(items, limit, seed)
@@ -323,7 +369,11 @@ def preprocess(src, out, options: FaceOptions = FaceOptions(), workers: int | No
     workers = max(1, min(workers or os.cpu_count() or 1, len(todo) or 1))
     bar = tqdm(total=len(items), desc="preprocess", unit="img", disable=not progress)
     bar.update(len(items) - sum(len(t[1]) for t in todo))
-    if workers == 1:
+    if runner == "beam":
+        stages = beam.run_shards(todo, pipeline_args)
+        bar.update(sum(len(t[1]) for t in todo))
+        workers = None  # the Beam runner decides
+    elif workers == 1:
         for task in todo:
             run_shard(task, on_batch=bar.update)
     elif todo:
@@ -331,7 +381,7 @@ def preprocess(src, out, options: FaceOptions = FaceOptions(), workers: int | No
     bar.close()
 
     rows = _read_parts(out, [name for name, _ in plan]) + skipped
-    _write_atomic(out / "manifest.csv", _csv_text(rows))
+    write_text_atomic(out / "manifest.csv", _csv_text(rows))
     counts = _counts(rows)
     statuses = {s: sum(1 for r in rows if r["status"] == s) for s in (*STATUSES, "skipped")}
     summary = {
@@ -344,11 +394,13 @@ def preprocess(src, out, options: FaceOptions = FaceOptions(), workers: int | No
         "warnings": _balance_warnings({s: c for s, c in counts.items() if s != "none"}),
         "shards": [name for name, _ in plan],
         "shards_reused": len(plan) - len(todo),
+        "runner": runner,
         "workers": workers,
+        **({"beam_stages": stages} if runner == "beam" else {}),
         "versions": _versions(),
         "seconds": round(time.time() - start, 2),
     }
-    _write_atomic(out / "preprocess.json", json.dumps(summary, indent=2))
+    write_text_atomic(out / "preprocess.json", json.dumps(summary, indent=2))
     return summary
 
 
@@ -392,13 +444,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--limit", type=int, default=None,
                         help="at most N files per split and class (seeded pick; quick trials)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument("--runner", choices=RUNNERS, default="local",
+                        help="local: processes on this machine (default); beam: Apache Beam, "
+                             "given its pipeline options after `--` (pip install -e '.[beam]')")
+    parser.set_defaults(passthrough=[])  # the words after `--` (cli.split_passthrough)
 
 
 def run(args: argparse.Namespace) -> int:
     options = FaceOptions(size=args.size, color=args.color, margin=args.margin, level=not args.no_level,
                           min_face=args.min_face, min_confidence=args.min_confidence)
+    if args.runner == "beam" and args.workers:
+        raise FakefaceError("--workers is for the local runner; give Beam its own after `--`, "
+                            "e.g. -- --direct_num_workers=2 (README: preprocessing on Beam)")
+    if args.passthrough and args.runner != "beam":
+        raise FakefaceError(f"options after -- are for --runner beam: {' '.join(args.passthrough)}")
     summary = preprocess(args.src, args.out, options, workers=args.workers,
                          shard_size=args.shard_size, seed=args.seed, split=parse_split(args.split),
-                         progress=not args.no_progress, limit=args.limit)
+                         progress=not args.no_progress, limit=args.limit, runner=args.runner,
+                         pipeline_args=args.passthrough)
     print(format_summary(summary, args.out))
     return 0

@@ -14,7 +14,7 @@ WANT="$(sha256sum "$ROOT/pyproject.toml" | cut -c1-16)"
 if [ "$(cat "$STAMP" 2>/dev/null)" != "$WANT" ]; then
     echo "[setup] installing fakeface_tf and its pinned dependencies (a few minutes the first time)"
     "$VENV/bin/python" -m pip install -q --upgrade pip
-    "$VENV/bin/python" -m pip install -q -e "$ROOT[dev]"
+    "$VENV/bin/python" -m pip install -q -e "$ROOT[dev,beam]"
     echo "$WANT" > "$STAMP"
 fi
 export PATH="$VENV/bin:$PATH"

@@ -1,0 +1,205 @@
+"""`fakeface preprocess --runner beam`: the local runner's shards, cut and written on Apache Beam.
+
+Only the execution moves. The driver lists, splits and plans the shards
+(`preprocess.find_items`, `hash_split`, `plan_shards`), the workers cut faces with
+`faces.crop_files` and write each shard with `preprocess.write_shard`, and once the pipeline
+has finished the driver merges the manifest parts into manifest.csv and preprocess.json, all
+exactly as the local runner does: `preprocess.preprocess` calls `run_shards` in place of its
+process pool.
+
+Batches are the local runner's own, not `beam.BatchElements`'. MTCNN's answer for an image
+depends on which images share its batch (on 32 sample faces: boxes move by up to 7.6 px
+between batches of 1 and of 16, and 3 of 32 faces change between one batch of 32 and two of
+16), and BatchElements picks batch sizes and members per bundle at run time, so its records
+would differ from the local runner's and from one run to the next. Each element here is one
+batch that `preprocess.run_shard` would cut (CROP_BATCH consecutive images of one shard):
+MTCNN still sees 16 images per call, and every face is cut from the same batch as locally.
+
+Runs wherever SRC and OUT are the same paths on the launcher and on every worker (one machine,
+or a shared file system); apache_beam is imported only here, when `--runner beam` is asked for.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+
+from fakeface_tf import preprocess
+from fakeface_tf.errors import FakefaceError
+from fakeface_tf.faces import FaceCrop, FaceOptions, crop_files, get_detector
+
+try:
+    import apache_beam as beam
+    from apache_beam.metrics import Metrics, MetricsFilter
+    from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
+except ImportError as exc:  # the rest of the package works without Beam
+    raise FakefaceError(f"--runner beam needs Apache Beam ({exc}); install it with: "
+                        "pip install -e '.[beam]'") from None
+
+# Each applies unless the flag is given after `--`. Beam's default DirectRunner would first try
+# to download its Prism runner; FnApiRunner is the DirectRunner's own engine, here one worker
+# process per core. The direct_* flags mean nothing to other runners.
+DEFAULTS = {"--runner": "FnApiRunner", "--direct_running_mode": "multi_processing",
+            "--direct_num_workers": "0", "--default_sdk_harness_log_level": "WARNING"}
+DIRECT_RUNNERS = {"directrunner", "fnapirunner", "switchingdirectrunner", "direct"}
+_log = logging.getLogger(__name__)
+
+
+def shard_batches(tasks: list) -> list[tuple[str, int, list[preprocess.Item]]]:
+    """(shard name, first position, items) for every batch that run_shard would cut."""
+    step = preprocess.CROP_BATCH
+    return [(name, start, items[start:start + step])
+            for name, items, _out, _options in tasks for start in range(0, len(items), step)]
+
+
+def crop_batch(items: list[preprocess.Item], options: FaceOptions, detector) -> list[FaceCrop]:
+    """crop_files on one batch; an image that still makes it raise alone becomes a manifest row.
+
+    crop_files already turns an undecodable file into an `unreadable` crop; this catches the
+    rest (a decoder or MTCNN bug on one odd image), so one image never fails its bundle.
+    """
+    paths = [item.path for item in items]
+    try:
+        return crop_files(paths, options, batch_size=preprocess.CROP_BATCH, progress=False,
+                          detector=detector)
+    except Exception:  # noqa: BLE001 - find the image that raises, keep the others
+        _log.exception("a batch of %d images failed; cutting them one at a time", len(paths))
+    crops = []
+    for path in paths:
+        try:
+            crops.extend(crop_files([path], options, progress=False, detector=detector))
+        except Exception as exc:  # noqa: BLE001 - any failure of one image is its manifest row
+            crops.append(FaceCrop("unreadable", f"{path}: cannot be processed "
+                                  f"({type(exc).__name__}: {exc})"))
+    return crops
+
+
+class CutFaces(beam.DoFn):
+    """A batch -> (shard, (position, serialized examples, manifest rows)); one MTCNN per worker."""
+
+    def __init__(self, options: FaceOptions, threads: int | None = None):
+        self.options = options
+        self.threads = threads  # TF threads per worker process; None leaves TF's default
+        self.detector = None
+        self.setup_ms = None
+
+    def setup(self):
+        """Build MTCNN once per worker process, and share this machine's cores between workers."""
+        started = time.perf_counter()
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        import cv2
+        import tensorflow as tf
+
+        cv2.setNumThreads(1)
+        if self.threads:
+            try:
+                tf.config.threading.set_intra_op_parallelism_threads(self.threads)
+                tf.config.threading.set_inter_op_parallelism_threads(self.threads)
+            except RuntimeError:  # TF already running in this process (in_memory mode)
+                pass
+        self.detector = get_detector()
+        self.setup_ms = int((time.perf_counter() - started) * 1000)
+
+    def process(self, batch):
+        started = time.perf_counter()
+        if self.setup_ms is not None:  # metrics count only inside a bundle, not in setup()
+            Metrics.distribution("fakeface", "setup_ms").update(self.setup_ms)
+            self.setup_ms = None
+        name, start, items = batch
+        crops = crop_batch(items, self.options, self.detector)
+        examples, rows = preprocess.shard_outputs(items, crops, name)
+        for row in rows:
+            Metrics.counter("fakeface", row["status"]).inc()
+        _took("cut", started)
+        yield name, (start, examples, rows)
+
+
+def _took(stage: str, started: float) -> None:
+    """Report a stage's milliseconds to the runner (summed up by `stage_seconds`)."""
+    Metrics.distribution("fakeface", f"{stage}_ms").update(int((time.perf_counter() - started) * 1000))
+
+
+def write_batches(shard: tuple, out: str) -> str:
+    """Write one shard, (name, its batches), in the local runner's order.
+
+    No duplicate records when a worker dies and the runner retries its bundle: GroupByKey
+    hands all the batches of a shard, and nothing else, to one call, so each shard file has
+    exactly one writer at a time and its content is fixed by the plan (batches sorted by
+    position, each cut from the same images). `write_shard` writes the TFRecord to a temp name
+    of its own (files.replacing: one per process), flushes it and renames it over the final
+    name, then does the same for the manifest part. A crash before a rename leaves no shard,
+    only a temp file that a later run clears; a retried attempt renames a complete copy of the
+    same records over the first. Records are never appended, so no retry can add any, and a
+    shard counts as done only once both renames happened (the driver reads every part).
+    """
+    started = time.perf_counter()
+    name, batches = shard
+    ordered = sorted(batches, key=lambda batch: batch[0])
+    examples = [example for _, batch_examples, _ in ordered for example in batch_examples]
+    rows = [row for _, _, batch_rows in ordered for row in batch_rows]
+    preprocess.write_shard(out, name, examples, rows)
+    _took("write", started)
+    return name
+
+
+def pipeline_options(pipeline_args) -> tuple[PipelineOptions, int | None]:
+    """Beam's options from the words after `--` and DEFAULTS, and the TF threads per worker
+    process when the workers share this machine (a DirectRunner)."""
+    args = list(pipeline_args or ())
+    given = {arg.split("=", 1)[0] for arg in args if arg.startswith("--")}
+    options = PipelineOptions([f"{flag}={value}" for flag, value in DEFAULTS.items()
+                               if flag not in given] + args)
+    runner = options.view_as(StandardOptions).runner or StandardOptions.DEFAULT_RUNNER
+    direct = options.view_as(DirectOptions)
+    if str(runner).lower() not in DIRECT_RUNNERS or direct.direct_running_mode == "in_memory":
+        return options, None
+    cores = os.cpu_count() or 1
+    return options, max(1, cores // (direct.direct_num_workers or cores))
+
+
+def stage_seconds(result) -> dict:
+    """Worker seconds per stage (MTCNN setup, cutting, writing) summed over workers, and how
+    many times each ran; {} from a runner that reports no metrics."""
+    try:
+        found = result.metrics().query(MetricsFilter().with_namespace("fakeface"))["distributions"]
+    except Exception:  # noqa: BLE001 - metrics are a report, never a reason to fail the run
+        return {}
+    stages: dict = {}
+    for metric in found:
+        value = metric.committed or metric.attempted
+        stage = metric.key.metric.name.removesuffix("_ms")
+        stages[f"{stage}_s"] = round(stages.get(f"{stage}_s", 0) + value.sum / 1000, 2)
+        stages[f"{stage}_calls"] = stages.get(f"{stage}_calls", 0) + value.count
+    return dict(sorted(stages.items()))
+
+
+def direct_runner(options: PipelineOptions):
+    """Beam's FnApiRunner handed the pipeline options, as its DirectRunner builds it (so worker
+    processes get them too, the log level included); None for any other --runner."""
+    if str(options.view_as(StandardOptions).runner).lower() != "fnapirunner":
+        return None
+    from apache_beam.portability.api import beam_provision_api_pb2
+    from apache_beam.runners.portability.fn_api_runner import fn_runner
+    from apache_beam.runners.portability.portable_runner import JobServiceHandle
+
+    encoded = JobServiceHandle.encode_pipeline_options(options.get_all_options(drop_default=True))
+    return fn_runner.FnApiRunner(provision_info=fn_runner.ExtendedProvisionInfo(
+        beam_provision_api_pb2.ProvisionInfo(pipeline_options=encoded)))
+
+
+def run_shards(tasks: list, pipeline_args=()) -> dict:
+    """Cut and write preprocess's shard tasks on Beam; returns `stage_seconds`."""
+    if not tasks:
+        return {}
+    out, options = tasks[0][2], tasks[0][3]
+    beam_options, threads = pipeline_options(pipeline_args)
+    pipeline = beam.Pipeline(runner=direct_runner(beam_options), options=beam_options)
+    (pipeline
+     | "Plan batches" >> beam.Create(shard_batches(tasks))  # Create spreads them over workers
+     | "Cut faces" >> beam.ParDo(CutFaces(options, threads))
+     | "Group by shard" >> beam.GroupByKey()
+     | "Write shards" >> beam.Map(write_batches, str(out)))
+    result = pipeline.run()
+    result.wait_until_finish()  # raises if the job failed
+    return stage_seconds(result)
