@@ -17,9 +17,9 @@ import yaml
 from scipy.stats import binomtest
 
 from fakeface_tf import artifacts
-from fakeface_tf.config import REPO_ROOT
+from fakeface_tf.config import records_dir
 from fakeface_tf.errors import FakefaceError
-from fakeface_tf.evaluate import format_value
+from fakeface_tf.text import format_value
 
 CARD = "MODEL_CARD.md"
 EVAL_COLUMNS = ("accuracy", "accuracy_real", "accuracy_fake", "precision", "recall", "f1",
@@ -43,9 +43,7 @@ def _table(headers, rows) -> str:
 
 
 def _records_dir(config) -> Path | None:
-    path = Path(config.data.path).expanduser()
-    if not path.is_absolute() and not path.exists():
-        path = REPO_ROOT / path
+    path = records_dir(config.data.path)
     return path if path.is_dir() else None
 
 

@@ -11,6 +11,7 @@ import argparse
 import importlib
 import sys
 
+from fakeface_tf import logs
 from fakeface_tf.errors import FakefaceError
 
 # name -> (module, one-line help)
@@ -27,7 +28,7 @@ COMMANDS = {
     "predict": ("fakeface_tf.predict", "real face / fake face / not a face, with saliency maps"),
     "serve": ("fakeface_tf.serve", "the single-page web app and its JSON API"),
     "fairness": ("fakeface_tf.fairness", "per-group error rates with confidence intervals"),
-    "fairness-compare": ("fakeface_tf.fairness", "before/after fairness table of two runs"),
+    "fairness-compare": ("fakeface_tf.fairness_compare", "before/after fairness table of two runs"),
     "main": ("fakeface_tf.pipeline", "the end-to-end job on the sample data"),
 }
 
@@ -59,6 +60,7 @@ def split_passthrough(argv: list[str]) -> tuple[list[str], list[str]]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    logs.show()  # what library functions report goes to the console
     argv = list(sys.argv[1:] if argv is None else argv)
     argv, passthrough = split_passthrough(argv)
     command = next((a for a in argv if not a.startswith("-")), None)

@@ -26,7 +26,7 @@ DATA_ENV = "FAKEFACE_DATA"
 CACHE_ENV = "FAKEFACE_CACHE"
 DEFAULT_DATA_ROOT = REPO_ROOT.parent / "shared" / "data"
 
-# The values the training code accepts (train._optimizer builds exactly these).
+# The values the training code accepts (models._optimizer builds exactly these).
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 SCHEDULES = ("constant", "cosine")
 COLORS = ("gray", "rgb")
@@ -52,6 +52,21 @@ def cache_root() -> Path:
     """Where derived files are kept between runs (face crops, converted weights):
     $FAKEFACE_CACHE, else data/cache/ in the repository."""
     return Path(os.environ.get(CACHE_ENV) or REPO_ROOT / "data" / "cache")
+
+
+def records_dir(path: str | os.PathLike, existing: bool = True) -> Path:
+    """The records folder `data.path` names. To read records (`existing`): `~` expanded, and a
+    relative path that is not in the cwd but is in the repository taken from the repository.
+    To write them (`existing=False`, the end-to-end pipeline): a relative path is always taken
+    from the repository. Whether the folder holds records is not checked (`data.records_path`
+    checks that)."""
+    path = Path(path)
+    if not existing:
+        return path if path.is_absolute() else REPO_ROOT / path
+    path = path.expanduser()
+    if not path.is_absolute() and not path.exists() and (REPO_ROOT / path).exists():
+        return REPO_ROOT / path
+    return path
 
 
 @dataclass

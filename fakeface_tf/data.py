@@ -16,7 +16,7 @@ from pathlib import Path
 import tensorflow as tf
 
 from fakeface_tf import records
-from fakeface_tf.config import AugmentConfig
+from fakeface_tf.config import AugmentConfig, Config, records_dir
 from fakeface_tf.errors import FakefaceError
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -40,6 +40,14 @@ def resolve_files(source, split: str | None = None) -> list[str]:
     if missing:
         raise FakefaceError(f"TFRecord file not found: {missing[0]}")
     return files
+
+
+def records_path(cfg: Config) -> Path:
+    """`data.path`, looked up under the repository when relative and absent from the cwd
+    (`config.records_dir`); checked to hold training shards."""
+    path = records_dir(cfg.data.path)
+    resolve_files(path, "train")
+    return path
 
 
 def image_shape(source, split: str | None = None) -> tuple[int, int, int]:

@@ -8,6 +8,7 @@ in plain Keras, and explanations can reach every member's feature maps.
 
 from __future__ import annotations
 
+import logging
 import argparse
 import dataclasses
 import json
@@ -23,6 +24,7 @@ from fakeface_tf.errors import FakefaceError
 from fakeface_tf.faces import save_cut
 from fakeface_tf.files import save_model_atomic, write_text_atomic
 
+log = logging.getLogger(__name__)
 
 
 def ensemble(members: list[keras.Model], name: str = "ensemble") -> keras.Model:
@@ -57,8 +59,8 @@ def build_from_runs(run_dirs: list, out: str | Path, batch_size: int = 64) -> Pa
     """Ensemble the best models of `run_dirs` (same crops), score it on their validation split
     and write a model folder like a run's: model.keras, saved_model/, config.yaml, metrics.json."""
     from fakeface_tf import artifacts, data
-    from fakeface_tf.train import (environment, export_saved_model, exportable, records_path,
-                                   validation_metrics)
+    from fakeface_tf.export import (export_saved_model, exportable, save_environment,
+                                    validation_metrics)
 
     loaded = [artifacts.load_model(run) for run in run_dirs]
     for run, model in zip(run_dirs, loaded):
@@ -70,7 +72,7 @@ def build_from_runs(run_dirs: list, out: str | Path, batch_size: int = 64) -> Pa
     out = Path(out)
     cfg = dataclasses.replace(loaded[0].config, name=out.name)
     model = exportable(ensemble([m.keras_model for m in loaded], name=out.name), cfg)
-    valid = data.make_dataset(records_path(cfg), "valid", batch_size=batch_size)
+    valid = data.make_dataset(data.records_path(cfg), "valid", batch_size=batch_size)
     metrics = validation_metrics(model, valid)
     metrics.update(split="valid", threshold=0.5, members=len(loaded))
     for i, member in enumerate(loaded):
@@ -83,7 +85,7 @@ def build_from_runs(run_dirs: list, out: str | Path, batch_size: int = 64) -> Pa
     cfg.save(out / "config.yaml")
     save_cut(out, loaded[0].face_options)
     write_text_atomic(out / "metrics.json", json.dumps(metrics, indent=2))
-    write_text_atomic(out / "env.json", json.dumps(environment(cfg), indent=2))
+    save_environment(out, cfg)
     save_model_atomic(model, out / "model.keras")
     export_saved_model(model, out / "saved_model")
     return out
@@ -98,6 +100,6 @@ def run(args: argparse.Namespace) -> int:
     out = build_from_runs(args.runs, args.out)
     metrics = json.loads((out / "metrics.json").read_text())
     members = ", ".join(f"{metrics[f'member{i}_auc']:.4f}" for i in range(metrics["members"]))
-    print(f"ensemble of {metrics['members']}: valid AUC {metrics['auc']:.4f} "
+    log.info(f"ensemble of {metrics['members']}: valid AUC {metrics['auc']:.4f} "
           f"(members {members}), accuracy {metrics['accuracy']:.4f}\nwritten to {out}")
     return 0

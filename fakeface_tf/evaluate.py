@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 from fakeface_tf import plots
 from fakeface_tf.errors import FakefaceError
 from fakeface_tf.files import write_text_atomic
+from fakeface_tf.text import format_value
 
 ONE_CLASS = "unavailable: only one class present"
 ROWS = ("predicted fake", "predicted real")
@@ -169,17 +170,18 @@ def has_split(data: str | Path, split: str) -> bool:
 
 def _list_images(base: Path) -> tuple[list[tuple[Path, int]], list[dict]]:
     """Image files under base/real and base/fake with their labels, and the other files
-    (listed as skipped), found exactly as `fakeface preprocess` finds them."""
-    from fakeface_tf.preprocess import class_files
+    (listed as skipped), found by the rule `fakeface preprocess` uses (`images.list_images`)."""
+    from fakeface_tf.images import list_images
     from fakeface_tf.records import LABELS
 
     files, skipped = [], []
     for name, label in sorted(LABELS.items(), key=lambda kv: kv[1]):
         if (base / name).is_dir():
-            files += [(Path(item.path), label)
-                      for item in class_files(base / name, base, name, None, skipped)]
-    skipped = [{"path": str(base / s["path"]), "label": LABELS[s["label"]], "status": s["status"],
-                "reason": s["reason"]} for s in skipped]
+            images, others = list_images(base / name)
+            files += [(path, label) for path in images]
+            skipped += [{"path": str(path), "label": label, "status": "skipped",
+                         "reason": f"not an image file extension ({path.suffix or 'none'})"}
+                        for path in others]
     return files, skipped
 
 
@@ -422,7 +424,6 @@ def learning_curve(run_dirs: list, data: str | Path, out: str | Path, split: str
     differ only in `data.train_fraction`: what more training faces buy. Writes
     `learning_curve.csv` and `learning_curve.png` into `out` and returns the table."""
     from fakeface_tf import artifacts, data as data_lib
-    from fakeface_tf.train import records_path
 
     rows = []
     for run in run_dirs:
@@ -430,7 +431,8 @@ def learning_curve(run_dirs: list, data: str | Path, out: str | Path, split: str
         if loaded.config is None:
             raise FakefaceError(f"{run}: a learning-curve point needs a run folder with config.yaml")
         fraction = loaded.config.data.train_fraction
-        faces = sum(data_lib.count_examples(records_path(loaded.config), "train", fraction).values())
+        records = data_lib.records_path(loaded.config)
+        faces = sum(data_lib.count_examples(records, "train", fraction).values())
         threshold = loaded.threshold
         if has_split(data, "valid"):  # picked here, not saved: the run's own threshold stays
             threshold = choose_threshold(*score_dataset(loaded, data, "valid", keep_worst=0,
@@ -447,13 +449,6 @@ def learning_curve(run_dirs: list, data: str | Path, out: str | Path, split: str
     plots.data_curve(table, out / "learning_curve.png",
                      title=f"What more training faces buy ({split} split, {table['test_faces'].iloc[0]} faces)")
     return table
-
-
-def format_value(value) -> str:
-    """A metric for people: 3 decimals, 'unavailable' for None/NaN, anything else as text."""
-    if value is None or (isinstance(value, float) and np.isnan(value)):
-        return "unavailable"
-    return f"{value:.3f}" if isinstance(value, (float, np.floating)) else str(value)
 
 
 def summary(metrics: dict) -> str:

@@ -260,7 +260,9 @@ def check_options(options: FaceOptions) -> None:
         raise FakefaceError(f"face size must be >= 8 and margin >= 0, got {options}")
 
 
-def _as_rgb_array(image: np.ndarray) -> np.ndarray:
+def as_rgb(image: np.ndarray) -> np.ndarray:
+    """An HxWx3 uint8 RGB array of a gray (HxW, HxWx1), RGB or RGBA image (alpha dropped,
+    values cast to uint8); any other shape is a FakefaceError. May share memory with `image`."""
     image = np.asarray(image)
     if image.ndim == 2:
         image = image[..., None]
@@ -275,7 +277,7 @@ def extract_faces(images: list[np.ndarray], options: FaceOptions = FaceOptions()
                   detector=None) -> list[FaceCrop]:
     """`extract_face` for many RGB images at once (MTCNN batches same-shape images)."""
     check_options(options)
-    images = [_as_rgb_array(img) for img in images]
+    images = [as_rgb(img) for img in images]
     out: list[FaceCrop | None] = [None] * len(images)
     todo, small = [], []
     for i, img in enumerate(images):

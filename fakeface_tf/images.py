@@ -77,6 +77,18 @@ def is_image_file(path: Path) -> bool:
     return path.suffix.lower() in EXTENSIONS
 
 
+def list_images(folder: Path) -> tuple[list[Path], list[Path]]:
+    """(image files, other files) anywhere under `folder`, each sorted by path; hidden files
+    (names starting with ".") are in neither. Images are told by extension (`is_image_file`),
+    the rule `fakeface preprocess` lists class folders by."""
+    images, others = [], []
+    for path in sorted(p for p in Path(folder).rglob("*") if p.is_file()):
+        if path.name.startswith("."):
+            continue
+        (images if is_image_file(path) else others).append(path)
+    return images, others
+
+
 def describe(source) -> str:
     """How error messages name the source: its path, or "image bytes"."""
     return str(source) if isinstance(source, (str, Path)) else "image bytes"

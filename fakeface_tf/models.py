@@ -5,6 +5,8 @@ inside the model, so a saved model needs no outside preprocessing) and ends in a
 `Dense(1, name="logit")` followed by `Activation("sigmoid", name="prob")`: the output is the
 probability that the face is fake, and saliency tools can reach the logit. Models are built
 from standard layers and `keras.ops` only, so `.keras` files load without this package.
+`compile_model` gives a model the configured optimizer, loss and metrics (training and export
+both compile with it).
 """
 
 from __future__ import annotations
@@ -273,3 +275,69 @@ def build_model(cfg: Config) -> keras.Model:
     check_model_config(cfg)
     size = cfg.data.image_size
     return MODELS[cfg.model.name]((size, size, cfg.data.channels), cfg.model)
+
+
+# ----------------------------------------------------------------------------- compile
+
+
+def _optimizer(cfg: Config, total_steps: int) -> keras.optimizers.Optimizer:
+    """The configured optimizer and schedule (names checked by `Config.validate`: one of
+    config.OPTIMIZERS and config.SCHEDULES)."""
+    opt = cfg.optimizer
+    lr = opt.lr
+    if opt.schedule == "cosine":
+        lr = keras.optimizers.schedules.CosineDecay(opt.lr, decay_steps=max(total_steps, 1))
+    decay = opt.weight_decay or None
+    makers = {
+        "adam": lambda: keras.optimizers.Adam(lr, weight_decay=decay),
+        "adamw": lambda: keras.optimizers.AdamW(lr, weight_decay=opt.weight_decay or 0.004),
+        "sgd": lambda: keras.optimizers.SGD(lr, momentum=0.9, weight_decay=decay),
+        "rmsprop": lambda: keras.optimizers.RMSprop(lr, weight_decay=decay),
+    }
+    return makers[opt.name]()
+
+
+@keras.saving.register_keras_serializable(package="fakeface")
+class HardLabels(keras.metrics.Metric):
+    """A metric scored against 0/1 labels. Mixup blends labels, and Keras' AUC, precision and
+    recall would count every blended label above 0 as fake; rounding gives each blend the
+    label of its dominant image (mixup keeps that image's weight >= 0.5)."""
+
+    def __init__(self, metric, name: str | None = None, **kwargs):
+        if isinstance(metric, dict):
+            metric = keras.metrics.deserialize(metric)
+        super().__init__(name=name or metric.name, **kwargs)
+        self.metric = metric
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        self.metric.update_state(keras.ops.round(y_true), y_pred, sample_weight)
+
+    def result(self):
+        return self.metric.result()
+
+    def reset_state(self):
+        self.metric.reset_state()
+
+    def get_config(self) -> dict:
+        return {"metric": keras.metrics.serialize(self.metric), "name": self.name}
+
+
+def compile_metrics(cfg: Config) -> list:
+    """Accuracy, AUC, precision and recall (against hard labels under mixup)."""
+    metrics = [
+        keras.metrics.BinaryAccuracy(name="accuracy"),
+        keras.metrics.AUC(name="auc"),
+        keras.metrics.Precision(name="precision"),
+        keras.metrics.Recall(name="recall"),
+    ]
+    return [HardLabels(m) for m in metrics] if cfg.augment.mixup else metrics
+
+
+def compile_model(model: keras.Model, cfg: Config, total_steps: int) -> keras.Model:
+    """Adam (or the configured optimizer), binary cross-entropy, accuracy/AUC/precision/recall."""
+    model.compile(
+        optimizer=_optimizer(cfg, total_steps),
+        loss=keras.losses.BinaryCrossentropy(label_smoothing=cfg.training.label_smoothing),
+        metrics=compile_metrics(cfg),
+    )
+    return model

@@ -11,8 +11,9 @@ import time
 from pathlib import Path
 
 from fakeface_tf import card, data, evaluate, fairness, preprocess, robustness, train
-from fakeface_tf.config import REPO_ROOT, data_root, load_config
+from fakeface_tf.config import REPO_ROOT, data_root, load_config, records_dir
 from fakeface_tf.faces import face_options
+from fakeface_tf.text import format_value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,18 +38,17 @@ def run(args: argparse.Namespace) -> int:
     if args.data:
         overrides.append(f"data.root={root}")
     cfg = load_config(args.config, overrides)
-    records_dir = Path(cfg.data.path)
-    if not records_dir.is_absolute():
-        records_dir = REPO_ROOT / records_dir
-        cfg.data.path = str(records_dir)
+    records = records_dir(cfg.data.path, existing=False)
+    if not Path(cfg.data.path).is_absolute():
+        cfg.data.path = str(records)
 
     timings: list[tuple[str, float]] = []  # (stage, start time)
-    _stage(f"1/5 preprocess {root / 'faces'} -> {records_dir}", timings)
+    _stage(f"1/5 preprocess {root / 'faces'} -> {records}", timings)
     options = face_options(cfg.data)
-    summary = preprocess.preprocess(root / "faces", records_dir, options, workers=args.workers)
-    print(preprocess.format_summary(summary, records_dir))
+    summary = preprocess.preprocess(root / "faces", records, options, workers=args.workers)
+    print(preprocess.format_summary(summary, records))
     for split in ("train", "valid", "test"):
-        counts = data.count_examples(records_dir, split)
+        counts = data.count_examples(records, split)
         print(f"  {split:5s} pipeline: {counts.get('real', 0)} real, {counts.get('fake', 0)} fake")
 
     _stage(f"2/5 train {cfg.name} ({cfg.model.name}, {cfg.training.epochs} epochs)", timings)
@@ -56,10 +56,10 @@ def run(args: argparse.Namespace) -> int:
 
     _stage("3/5 evaluate on the test split (threshold chosen on validation), robustness sweep",
            timings)
-    metrics = evaluate.evaluate(run_dir, records_dir, split="test", threshold="auto",
+    metrics = evaluate.evaluate(run_dir, records, split="test", threshold="auto",
                                 save_threshold=True)  # the run's model ships with its threshold
     print(evaluate.summary(metrics))
-    sweep = robustness.robustness(run_dir, records_dir, split="test")
+    sweep = robustness.robustness(run_dir, records, split="test")
     print(robustness.table(sweep))
 
     fairness_report = None
@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
           + ", ".join(f"{stage.split()[1].strip(':')} {seconds:.0f} s"
                       for stage, seconds in _durations(timings))
           + f"). Run folder: {run_dir}")
-    print("test split: " + ", ".join(f"{k} {evaluate.format_value(metrics.get(k))}"
+    print("test split: " + ", ".join(f"{k} {format_value(metrics.get(k))}"
                                      for k in ("accuracy", "roc_auc", "f1", "threshold")))
     print(f"evaluation plots: {metrics.get('out')}")
     print(f"robustness: {sweep.attrs.get('out')}")

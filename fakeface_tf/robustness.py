@@ -21,7 +21,8 @@ import pandas as pd
 from PIL import Image
 
 from fakeface_tf import plots
-from fakeface_tf.evaluate import compute_metrics, default_out, format_value, iter_batches
+from fakeface_tf.evaluate import compute_metrics, default_out, iter_batches
+from fakeface_tf.text import format_value
 
 Transform = Callable[[np.ndarray], np.ndarray]
 

@@ -75,7 +75,7 @@ class Limits:
     body_timeout: float = 30.0  # seconds to receive the whole upload; slower: 408
     request_timeout: float = 60.0  # seconds from arrival to answer; longer: 503
     decode_memory_mb: float = 512.0  # memory for images being decoded at once
-    max_batch: int = 16  # images per pass through MTCNN and the model
+    max_batch: int = 8  # images per pass through MTCNN and the model (16 holds ~350 MB more)
     max_wait_ms: float = 5.0  # how long an idle server waits to fill a batch
 
     @property

@@ -13,78 +13,34 @@ the optimizer state of `checkpoints/last.keras`. The state, checkpoints, config,
 
 from __future__ import annotations
 
+import logging
 import argparse
 import contextlib
-import dataclasses
-import importlib.metadata
 import json
 import math
-import platform
 import shutil
-import subprocess
 import sys
 import time
-import warnings
 import zipfile
 from pathlib import Path
 
 import keras
 import tensorflow as tf
 
-from fakeface_tf.config import REPO_ROOT, Config, load_config
+from fakeface_tf.config import Config, load_config
+from fakeface_tf.data import records_path
 from fakeface_tf.errors import FakefaceError
+from fakeface_tf.export import (export_saved_model, exportable, save_environment,
+                                validation_metrics)
 from fakeface_tf.faces import FaceOptions, face_options, read_cut, save_cut
 from fakeface_tf.files import save_model_atomic, write_text_atomic
-from fakeface_tf.models import build_model, check_model_config, frozen_outputs
+from fakeface_tf.models import (build_model, check_model_config, compile_metrics, compile_model,
+                                frozen_outputs)
 
-PACKAGES = ("tensorflow", "tensorflow-cpu", "keras", "numpy", "keras-tuner", "scikit-learn",
-            "opencv-python-headless", "mtcnn", "fakeface_tf")
+log = logging.getLogger(__name__)
+
 EXPORTED = ("config.yaml", "face_cut.json", "env.json", "history.csv", "metrics.json", "model.keras",
             "saved_model")
-METRICS = ("loss", "accuracy", "auc", "precision", "recall")
-
-
-def records_path(cfg: Config) -> Path:
-    """`data.path`, looked up under the repository when relative and absent from the cwd;
-    checked to hold training shards."""
-    from fakeface_tf import data
-
-    path = Path(cfg.data.path).expanduser()
-    if not path.is_absolute() and not path.exists() and (REPO_ROOT / path).exists():
-        path = REPO_ROOT / path
-    data.resolve_files(path, "train")
-    return path
-
-
-def environment(cfg: Config) -> dict:
-    """What produced a run: versions, git state, devices, seed."""
-    versions = {}
-    for name in PACKAGES:
-        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
-            versions[name] = importlib.metadata.version(name)
-    return {
-        "python": sys.version.split()[0],
-        "platform": platform.platform(),
-        "packages": versions,
-        "git": _git_state(),
-        "devices": [d.name for d in tf.config.list_logical_devices()],
-        "seed": cfg.training.seed,
-        "deterministic": cfg.training.deterministic,
-        "distribute": cfg.distribute,
-        "mixed_precision": cfg.mixed_precision,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-    }
-
-
-def _git_state() -> dict:
-    def git(*args: str) -> str:
-        return subprocess.run(["git", "-C", str(REPO_ROOT), *args], capture_output=True,
-                              text=True, check=True, timeout=20).stdout.strip()
-
-    try:
-        return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain"))}
-    except (OSError, subprocess.SubprocessError):
-        return {"commit": None, "dirty": None}
 
 
 def _new_run_dir(cfg: Config, runs_dir: Path) -> Path:
@@ -105,81 +61,6 @@ def _strategy(cfg: Config) -> tf.distribute.Strategy:
     if cfg.distribute == "multiworker":  # workers and their roles come from $TF_CONFIG
         return tf.distribute.MultiWorkerMirroredStrategy()
     return tf.distribute.get_strategy()
-
-
-def _optimizer(cfg: Config, total_steps: int) -> keras.optimizers.Optimizer:
-    """The configured optimizer and schedule (names checked by `Config.validate`: one of
-    config.OPTIMIZERS and config.SCHEDULES)."""
-    opt = cfg.optimizer
-    lr = opt.lr
-    if opt.schedule == "cosine":
-        lr = keras.optimizers.schedules.CosineDecay(opt.lr, decay_steps=max(total_steps, 1))
-    decay = opt.weight_decay or None
-    makers = {
-        "adam": lambda: keras.optimizers.Adam(lr, weight_decay=decay),
-        "adamw": lambda: keras.optimizers.AdamW(lr, weight_decay=opt.weight_decay or 0.004),
-        "sgd": lambda: keras.optimizers.SGD(lr, momentum=0.9, weight_decay=decay),
-        "rmsprop": lambda: keras.optimizers.RMSprop(lr, weight_decay=decay),
-    }
-    return makers[opt.name]()
-
-
-@keras.saving.register_keras_serializable(package="fakeface")
-class HardLabels(keras.metrics.Metric):
-    """A metric scored against 0/1 labels. Mixup blends labels, and Keras' AUC, precision and
-    recall would count every blended label above 0 as fake; rounding gives each blend the
-    label of its dominant image (mixup keeps that image's weight >= 0.5)."""
-
-    def __init__(self, metric, name: str | None = None, **kwargs):
-        if isinstance(metric, dict):
-            metric = keras.metrics.deserialize(metric)
-        super().__init__(name=name or metric.name, **kwargs)
-        self.metric = metric
-
-    def update_state(self, y_true, y_pred, sample_weight=None):
-        self.metric.update_state(keras.ops.round(y_true), y_pred, sample_weight)
-
-    def result(self):
-        return self.metric.result()
-
-    def reset_state(self):
-        self.metric.reset_state()
-
-    def get_config(self) -> dict:
-        return {"metric": keras.metrics.serialize(self.metric), "name": self.name}
-
-
-def _metrics(cfg: Config) -> list:
-    """Accuracy, AUC, precision and recall (against hard labels under mixup)."""
-    metrics = [
-        keras.metrics.BinaryAccuracy(name="accuracy"),
-        keras.metrics.AUC(name="auc"),
-        keras.metrics.Precision(name="precision"),
-        keras.metrics.Recall(name="recall"),
-    ]
-    return [HardLabels(m) for m in metrics] if cfg.augment.mixup else metrics
-
-
-def compile_model(model: keras.Model, cfg: Config, total_steps: int) -> keras.Model:
-    """Adam (or the configured optimizer), binary cross-entropy, accuracy/AUC/precision/recall."""
-    model.compile(
-        optimizer=_optimizer(cfg, total_steps),
-        loss=keras.losses.BinaryCrossentropy(label_smoothing=cfg.training.label_smoothing),
-        metrics=_metrics(cfg),
-    )
-    return model
-
-
-def exportable(model: keras.Model, cfg: Config) -> keras.Model:
-    """The trained weights recompiled with Keras' own metrics only, so the exported `.keras`
-    file loads in plain Keras without this package (see HardLabels). Exported models are for
-    inference and frozen, so they carry no optimizer state (a fine-tuned FaceRes' Adam moments
-    would triple its size); set `model.trainable = True` to train one further."""
-    plain = dataclasses.replace(cfg, augment=dataclasses.replace(cfg.augment, mixup=0.0))
-    model.trainable = False
-    model = compile_model(model, plain, 1)
-    model.optimizer.build(model.trainable_variables)  # saved whole, so loading warns of nothing
-    return model
 
 
 def training_cut(cfg: Config) -> FaceOptions:
@@ -237,9 +118,9 @@ def _datasets(cfg: Config, strategy: tf.distribute.Strategy):
 def _fairness_faces(cfg: Config):
     """The labelled faces mixed into training (`data.fairness_labels`), unbatched, each
     repeated `data.fairness_weight` times."""
-    from fakeface_tf import fairness
+    from fakeface_tf import labelled
 
-    return fairness.training_dataset(cfg).repeat(round(cfg.data.fairness_weight))
+    return labelled.training_dataset(cfg).repeat(round(cfg.data.fairness_weight))
 
 
 def _plain_training_images(cfg: Config):
@@ -273,7 +154,7 @@ def _trainable_part(model: keras.Model, cfg: Config, train_ds, valid_ds, fresh: 
         probe = frozen.probe(model, train_maps, valid_maps, frozen_outputs(model, cfg.model))
     # The rest shares the whole model's optimizer, so checkpoints of the whole model carry
     # its state and `--resume` continues where it stopped.
-    rest.compile(optimizer=model.optimizer, loss=model.loss, metrics=_metrics(cfg))
+    rest.compile(optimizer=model.optimizer, loss=model.loss, metrics=compile_metrics(cfg))
     return rest, train_maps, valid_maps, probe
 
 
@@ -368,32 +249,6 @@ def _precision(cfg: Config):
         keras.config.set_dtype_policy(previous)
 
 
-def export_saved_model(model: keras.Model, path: Path) -> Path:
-    """TF SavedModel whose `serving_default` takes uint8 NxHxWxC and returns {"prob": (N, 1)}."""
-    archive = keras.export.ExportArchive()
-    archive.track(model)
-    spec = tf.TensorSpec((None, *model.input_shape[1:]), tf.uint8, name="images")
-    archive.add_endpoint(
-        "serve",
-        lambda images: {"prob": tf.cast(model(tf.cast(images, tf.float32), training=False),
-                                        tf.float32)},
-        input_signature=[spec],
-    )
-    archive.write_out(str(path), verbose=False)
-    return path
-
-
-def validation_metrics(model: keras.Model, valid_ds) -> dict:
-    """Loss, accuracy, AUC, precision, recall and F1 of `model` on a finite dataset."""
-    with warnings.catch_warnings():  # Keras warns when a dataset of unknown length ends
-        warnings.filterwarnings("ignore", message="Your input ran out of data")
-        values = model.evaluate(valid_ds, verbose=0, return_dict=True)
-    result = {name: float(values[name]) for name in METRICS}
-    p, r = result["precision"], result["recall"]
-    result["f1"] = 2 * p * r / (p + r) if p + r > 0 else 0.0
-    return result
-
-
 def _verbosity(progress: bool) -> int:
     """Keras progress bar on a terminal, one line per epoch in a log file, nothing if off."""
     return (1 if sys.stdout.isatty() else 2) if progress else 0
@@ -451,8 +306,8 @@ def _fit(cfg: Config, run_dir: Path, progress: bool, saved_models_dir: Path,
                 model, cfg, train_ds, valid_ds, fresh=not epochs_done)
             if probe:  # the warmed-up model is epoch 0: fine-tuning must beat it to replace it
                 write_text_atomic(run_dir / "probe.json", json.dumps(probe, indent=2))
-                print(f"probe (head warm-up): C {probe['C']}, validation AUC {probe['val_auc']:.4f}, "
-                      f"accuracy {probe['val_accuracy']:.4f}")
+                log.info(f"probe (head warm-up): C {probe['C']}, validation AUC {probe['val_auc']:.4f}, "
+                         f"accuracy {probe['val_accuracy']:.4f}")
                 (run_dir / "checkpoints").mkdir(exist_ok=True)
                 save_model_atomic(model, run_dir / "checkpoints" / "best.keras")
                 state["best_val_auc"] = probe["val_auc"]
@@ -464,8 +319,7 @@ def _fit(cfg: Config, run_dir: Path, progress: bool, saved_models_dir: Path,
                               + list(extra_callbacks or []),
                               shuffle=False, verbose=_verbosity(progress))
             except KeyboardInterrupt:
-                print(f"\ninterrupted; continue with: fakeface train --resume {run_dir}",
-                      file=sys.stderr)
+                log.warning(f"\ninterrupted; continue with: fakeface train --resume {run_dir}")
                 raise
         with strategy.scope():
             best = _load_checkpoint(run_dir / "checkpoints" / "best.keras", run_dir,
@@ -519,8 +373,8 @@ def train(cfg: Config, runs_dir: str | Path = "runs", progress: bool = True,
     run_dir = _new_run_dir(cfg, runs_dir)
     cfg.save(run_dir / "config.yaml")
     save_cut(run_dir, cut)
-    write_text_atomic(run_dir / "env.json", json.dumps(environment(cfg), indent=2))
-    print(f"run folder: {run_dir}")
+    save_environment(run_dir, cfg)
+    log.info(f"run folder: {run_dir}")
     return _fit(cfg, run_dir, progress, _saved_models_dir(runs_dir, saved_models_dir), callbacks)
 
 

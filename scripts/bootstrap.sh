@@ -1,23 +1,24 @@
 #!/usr/bin/env bash
 # Create (or refresh) the project's virtual environment and install the package into it.
-# Sourced by scripts/main.sh and scripts/test.sh; re-installs only when pyproject.toml changes.
-set -euo pipefail
+# Sourced by scripts/main.sh and scripts/test.sh, or by you in any shell to put `fakeface` on
+# PATH; re-installs only when pyproject.toml changes. It sets no shell options (no `set -e`),
+# so sourcing it leaves an interactive shell as it was; each step stops it on failure instead.
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${FAKEFACE_VENV:-$ROOT/.venv}"
 PY="${PYTHON:-python3}"
 if [ ! -x "$VENV/bin/python" ]; then
     echo "[setup] creating virtual environment in $VENV"
-    "$PY" -m venv "$VENV"
+    "$PY" -m venv "$VENV" || { echo "[setup] could not create $VENV" >&2; return 1 2>/dev/null || exit 1; }
 fi
 STAMP="$VENV/.fakeface-installed"
 WANT="$(sha256sum "$ROOT/pyproject.toml" | cut -c1-16)"
 if [ "$(cat "$STAMP" 2>/dev/null)" != "$WANT" ]; then
     echo "[setup] installing fakeface_tf and its pinned dependencies (a few minutes the first time)"
-    "$VENV/bin/python" -m pip install -q --upgrade pip
-    "$VENV/bin/python" -m pip install -q -e "$ROOT[dev,beam]"
+    "$VENV/bin/python" -m pip install -q --upgrade pip &&
+        "$VENV/bin/python" -m pip install -q -e "$ROOT[dev,beam]" ||
+        { echo "[setup] pip install failed (see above)" >&2; return 1 2>/dev/null || exit 1; }
     echo "$WANT" > "$STAMP"
 fi
 export PATH="$VENV/bin:$PATH"
 export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
-export TF_ENABLE_ONEDNN_OPTS="${TF_ENABLE_ONEDNN_OPTS:-1}"
 export PYTHONUNBUFFERED=1

@@ -72,11 +72,9 @@ def test_card_for_a_missing_model_exits_2(tmp_path, capsys):
 
 
 def test_card_describes_the_crop_the_model_was_trained_on(tiny_run_copy):
-    config = tiny_run_copy / "config.yaml"
+    cut = tiny_run_copy / "face_cut.json"  # the cut saved with the model, not the config, rules
     assert "the eye line is levelled" in card.write_card(tiny_run_copy).read_text()
-    values = yaml.safe_load(config.read_text())
-    values["data"]["level"] = False
-    config.write_text(yaml.safe_dump(values))
+    cut.write_text(json.dumps({**json.loads(cut.read_text()), "level": False}))
     assert "the face is not rotated" in card.write_card(tiny_run_copy).read_text()
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fakeface_tf import config, fairness
+from fakeface_tf import config, fairness, labelled
 from fakeface_tf.cli import main
 from fakeface_tf.config import Config
 from fakeface_tf.errors import FakefaceError
@@ -158,7 +158,7 @@ def test_labels_load_and_resolve_images_beside_or_under_images(tmp_path):
     (tmp_path / "images" / "c.jpg").write_bytes(b"x")
     path = write_labels(tmp_path, ["file,age,gender,race,label,pair_id",
                                    "a.jpg,20-29,Male,White,real,p1", "c.jpg,70+,Female,Black,fake,p1"])
-    df = fairness.load_labels(path)
+    df = labelled.load_labels(path)
     assert list(df["label"]) == ["real", "fake"] and list(df["line"]) == [2, 3]
     assert df["path"][1] == str(tmp_path / "images" / "c.jpg")
 
@@ -174,19 +174,19 @@ def test_labels_load_and_resolve_images_beside_or_under_images(tmp_path):
 ])
 def test_malformed_labels_name_the_row_and_field(tmp_path, lines, message):
     with pytest.raises(FakefaceError, match=message):
-        fairness.load_labels(write_labels(tmp_path, lines))
+        labelled.load_labels(write_labels(tmp_path, lines))
 
 
 def test_fairface_layout_maps_onto_ours(tmp_path):
     path = write_labels(tmp_path, ["file,age,gender,race,service_test",
                                    "a.jpg,more than 70,Female,East Asian,True",
                                    "b.jpg,3-9,Male,Latino_Hispanic,False"])
-    df = fairness.load_labels(path)  # detected from the header
+    df = labelled.load_labels(path)  # detected from the header
     assert list(df["label"]) == ["real", "real"]
     assert list(df["age"]) == ["70+", "3-9"] and df["race"][0] == "East Asian"
     assert "service_test" not in df.columns
     with pytest.raises(FakefaceError, match="missing column"):
-        fairness.load_labels(path, "utk")
+        labelled.load_labels(path, "utk")
 
 
 # ------------------------------------------------------------------------------- split
@@ -202,27 +202,27 @@ def strata_table(n_per=6):
 
 def test_stratified_split_has_no_overlap_and_covers_every_group():
     df = strata_table()
-    train, assess = fairness.split_labels(df, seed=0)
+    train, assess = labelled.split_labels(df, seed=0)
     assert set(train["file"]).isdisjoint(assess["file"])
     assert len(train) + len(assess) == len(df)
     strata = lambda part: set(map(tuple, part[["race", "gender", "age"]].to_numpy()))  # noqa: E731
     assert strata(assess) == strata(df)  # a one-face stratum goes to the assessment part
     assert strata(train) == strata(df) - {("Indian", "Male", "3-9")}
     assert len(assess) == 8 * 3 + 1
-    again = fairness.split_labels(df.sample(frac=1, random_state=5), seed=0)[1]
+    again = labelled.split_labels(df.sample(frac=1, random_state=5), seed=0)[1]
     assert set(again["file"]) == set(assess["file"])  # row order does not matter
 
 
 def test_split_keeps_pairs_together():
     df = strata_table()
     df["pair_id"] = [f"pair{i // 2}" for i in range(len(df))]
-    train, assess = fairness.split_labels(df, seed=1)
+    train, assess = labelled.split_labels(df, seed=1)
     assert set(train["pair_id"]).isdisjoint(assess["pair_id"])
 
 
 def test_stratified_sample_keeps_every_stratum():
     df = strata_table()
-    sample = fairness.stratified_sample(df, 9, seed=0)
+    sample = labelled.stratified_sample(df, 9, seed=0)
     assert len(sample) == 9
     assert len(sample.groupby(["race", "gender", "age"])) == 9
 
@@ -255,7 +255,7 @@ def test_fairness_command_writes_the_report(pairs_setup, capsys):
                  "--n-boot", "50", "--threshold", "0.5"])
     assert code == 0
     report = json.loads((out / "fairness.json").read_text())
-    held_out = fairness.split_labels(fairness.load_labels(labels))[1]
+    held_out = labelled.split_labels(labelled.load_labels(labels))[1]
     assert report["part"].startswith("assessment part") and report["rows"] == len(held_out) < 24
     everyone = next(g for g in report["groups"] if g["attribute"] == "all")
     assert everyone["n"] == len(held_out) and everyone["n_no_face"] == len(report["no_face"])
@@ -284,11 +284,11 @@ def test_training_dataset_holds_only_the_training_part(pairs_setup):
     _, labels, _ = pairs_setup
     cfg = Config()
     cfg.data.image_size, cfg.data.color, cfg.data.fairness_labels = 32, "gray", str(labels)
-    train, _ = fairness.split_labels(fairness.load_labels(labels))
-    elements = list(fairness.training_dataset(cfg).as_numpy_iterator())
+    train, _ = labelled.split_labels(labelled.load_labels(labels))
+    elements = list(labelled.training_dataset(cfg).as_numpy_iterator())
     image, _ = elements[0]
     assert image.shape == (32, 32, 1) and image.dtype == np.float32 and image.max() <= 255
-    found = fairness.face_crops(train["path"], FaceOptions(size=32, color="gray")).ok
+    found = labelled.face_crops(train["path"], FaceOptions(size=32, color="gray")).ok
     expected = train["label"].map({"real": 0.0, "fake": 1.0})[found]
     assert [label for _, label in elements] == list(expected)
     assert set(expected) == {0.0, 1.0}
@@ -307,8 +307,8 @@ class CountBatches(keras.callbacks.Callback):
 def test_training_mixes_in_each_fairness_face_of_the_training_part_weight_times(
         pairs_setup, tiny_records, tmp_path):
     _, labels, _ = pairs_setup
-    train_part, _ = fairness.split_labels(fairness.load_labels(labels))
-    found = int(fairness.face_crops(train_part["path"], FaceOptions(size=32, color="gray")).ok.sum())
+    train_part, _ = labelled.split_labels(labelled.load_labels(labels))
+    found = int(labelled.face_crops(train_part["path"], FaceOptions(size=32, color="gray")).ok.sum())
     counter = CountBatches()
     cfg = tiny_config(tiny_records, "training.epochs=1", f"data.fairness_labels={labels}",
                       "data.fairness_weight=2")

@@ -18,13 +18,15 @@ from fakeface_tf import data, records
 from fakeface_tf.cli import main
 from fakeface_tf.config import OPTIMIZERS, SCHEDULES, load_config
 from fakeface_tf.errors import FakefaceError
-from fakeface_tf.train import HardLabels, compile_model, train, validation_metrics
+from fakeface_tf.export import validation_metrics
+from fakeface_tf.models import HardLabels, compile_model
+from fakeface_tf.train import train
 
 from conftest import crash_after_first_epoch, synthetic_faces, tiny_config, write_synthetic_records
 
 
 def test_run_folder_holds_everything_the_contract_lists(tiny_run):
-    for name in ("config.yaml", "env.json", "history.csv", "metrics.json", "model.keras",
+    for name in ("config.yaml", "face_cut.json", "env.json", "history.csv", "metrics.json", "model.keras",
                  "state.json", "checkpoints/best.keras", "checkpoints/last.keras",
                  "saved_model/saved_model.pb", "tensorboard"):
         assert (tiny_run / name).exists(), name
