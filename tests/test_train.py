@@ -47,7 +47,8 @@ def test_run_folder_holds_everything_the_contract_lists(tiny_run):
 
     published = tiny_run.parent.parent / "saved_models" / tiny_run.name
     assert sorted(p.name for p in published.iterdir()) == sorted(
-        ["config.yaml", "env.json", "history.csv", "metrics.json", "model.keras", "saved_model"])
+        ["config.yaml", "env.json", "face_cut.json", "history.csv", "metrics.json", "model.keras",
+         "saved_model"])
 
 
 LEARNABLE = {"train": 128, "valid": 128, "test": 8}  # enough validation faces to tell AUC from chance
