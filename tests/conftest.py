@@ -148,3 +148,17 @@ def live_server(app):
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def detector(tiny_keras_model):
+    """A Detector on `tiny_keras_model`, shared by a module's web-app tests."""
+    from fakeface_tf.inference import Detector
+
+    return Detector.load(tiny_keras_model)
+
+
+@pytest.fixture(scope="module")
+def face_bytes(sample_root) -> bytes:
+    """The bytes of one sample fake face (a JPEG upload)."""
+    return sorted((sample_root / "faces" / "fake").glob("*.jpg"))[0].read_bytes()

@@ -20,22 +20,11 @@ from PIL import Image
 
 from fakeface_tf import images
 from fakeface_tf.batcher import Batcher
-from fakeface_tf.inference import Detector
 from fakeface_tf.serve import Limits, create_app
 
 with warnings.catch_warnings():  # starlette's notice that it prefers httpx2 to httpx
     warnings.simplefilter("ignore")
     from fastapi.testclient import TestClient
-
-
-@pytest.fixture(scope="module")
-def detector(tiny_keras_model) -> Detector:
-    return Detector.load(tiny_keras_model)
-
-
-@pytest.fixture(scope="module")
-def face_bytes(sample_root) -> bytes:
-    return sorted((sample_root / "faces" / "fake").glob("*.jpg"))[0].read_bytes()
 
 
 def _encode(image: Image.Image, fmt: str, **kwargs) -> bytes:

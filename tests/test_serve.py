@@ -13,23 +13,12 @@ with warnings.catch_warnings():  # starlette's notice that it prefers httpx2 to 
     warnings.simplefilter("ignore")
     from fastapi.testclient import TestClient
 
-from fakeface_tf.inference import Detector
 from fakeface_tf.serve import Limits, create_app
-
-
-@pytest.fixture(scope="module")
-def detector(tiny_keras_model) -> Detector:
-    return Detector.load(tiny_keras_model)
 
 
 @pytest.fixture(scope="module")
 def client(detector) -> TestClient:
     return TestClient(create_app(limits=Limits(max_upload_mb=1), detector=detector))
-
-
-@pytest.fixture(scope="module")
-def face_bytes(sample_root) -> bytes:
-    return sorted((sample_root / "faces" / "fake").glob("*.jpg"))[0].read_bytes()
 
 
 def _post(client, data: bytes, name="upload.jpg", explain="none"):

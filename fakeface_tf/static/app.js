@@ -97,16 +97,6 @@ function render(r) {
     els.heatmap.src = png(r.images.heatmap);
     els.heatCaption.textContent = `${METHOD_NAMES[r.explain] || r.explain}: bright = pushed the model towards "${r.verdict}"`;
     applyOpacity();
-
-async function showModel() {
-  try {
-    const health = await (await fetch("/api/health")).json();
-    const m = health.model;
-    els.modelInfo.textContent = `Model: ${m.name}` + (m.architecture ? ` (${m.architecture})` : "") +
-      `, version ${m.version}; decision threshold ${pct(health.threshold)}.`;
-  } catch (_) { /* the page still works without it */ }
-}
-showModel();
   }
   els.result.hidden = false;
 }
