@@ -61,7 +61,7 @@ def image_shape(source, split: str | None = None) -> tuple[int, int, int]:
 def keep_fraction(fraction: float):
     """A tf.data filter keeping a fixed `fraction` of serialized records, chosen by a hash of
     each record's source path (so 25 % is a subset of 50 %, whatever the shard order)."""
-    path_only = {"path": records.FEATURES["path"]}
+    path_only = {"path": records.features()["path"]}
 
     def keep(raw):
         path = tf.io.parse_single_example(raw, path_only)["path"]
@@ -73,7 +73,7 @@ def keep_fraction(fraction: float):
 def count_examples(source, split: str | None = None, fraction: float = 1.0) -> dict[str, int]:
     """Number of examples per label name ({"real": n, "fake": m}) in `split` (in the kept
     `fraction`)."""
-    label_only = {"label": records.FEATURES["label"]}
+    label_only = {"label": records.features()["label"]}
     ds = tf.data.TFRecordDataset(resolve_files(source, split))
     if fraction < 1:
         ds = ds.filter(keep_fraction(fraction))

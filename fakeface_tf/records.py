@@ -7,40 +7,57 @@ decoder, which keeps the CPU free for training (see benchmarks/input_pipeline.py
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import tensorflow as tf
 
 from fakeface_tf.files import replacing
+
+if TYPE_CHECKING:
+    import tensorflow as tf
 
 LABELS = {"real": 0, "fake": 1}  # the positive class is fake
 SPLITS = ("train", "valid", "test")
 
-FEATURES = {
-    "image": tf.io.FixedLenFeature([], tf.string),
-    "height": tf.io.FixedLenFeature([], tf.int64),
-    "width": tf.io.FixedLenFeature([], tf.int64),
-    "channels": tf.io.FixedLenFeature([], tf.int64),
-    "label": tf.io.FixedLenFeature([], tf.int64),
-    "path": tf.io.FixedLenFeature([], tf.string),
-    "split": tf.io.FixedLenFeature([], tf.string),
-    "box": tf.io.FixedLenFeature([4], tf.float32),  # x, y, w, h in the original image
-    "angle": tf.io.FixedLenFeature([], tf.float32),  # eye-line angle in degrees
-    "group": tf.io.FixedLenFeature([], tf.string, default_value=b""),  # optional
-}
+
+@functools.cache
+def features() -> dict:
+    """The parsing spec of one example. A function, so that importing this module (for LABELS,
+    shard names) does not import TensorFlow."""
+    import tensorflow as tf
+
+    return {
+        "image": tf.io.FixedLenFeature([], tf.string),
+        "height": tf.io.FixedLenFeature([], tf.int64),
+        "width": tf.io.FixedLenFeature([], tf.int64),
+        "channels": tf.io.FixedLenFeature([], tf.int64),
+        "label": tf.io.FixedLenFeature([], tf.int64),
+        "path": tf.io.FixedLenFeature([], tf.string),
+        "split": tf.io.FixedLenFeature([], tf.string),
+        "box": tf.io.FixedLenFeature([4], tf.float32),  # x, y, w, h in the original image
+        "angle": tf.io.FixedLenFeature([], tf.float32),  # eye-line angle in degrees
+        "group": tf.io.FixedLenFeature([], tf.string, default_value=b""),  # optional
+    }
 
 
 def _bytes(value: bytes) -> tf.train.Feature:
+    import tensorflow as tf
+
     return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
 
 
 def _ints(*values: int) -> tf.train.Feature:
+    import tensorflow as tf
+
     return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(v) for v in values]))
 
 
 def _floats(*values: float) -> tf.train.Feature:
+    import tensorflow as tf
+
     return tf.train.Feature(float_list=tf.train.FloatList(value=[float(v) for v in values]))
 
 
@@ -54,6 +71,8 @@ def serialize(
     group: str = "",
 ) -> bytes:
     """One face crop (HxW or HxWxC uint8) as a serialized tf.train.Example."""
+    import tensorflow as tf
+
     image = np.asarray(image, dtype=np.uint8)
     if image.ndim == 2:
         image = image[..., None]
@@ -76,7 +95,9 @@ def serialize(
 
 def parse(serialized: tf.Tensor) -> dict:
     """Parse one serialized example; `image` comes back as a uint8 HxWxC tensor."""
-    ex = tf.io.parse_single_example(serialized, FEATURES)
+    import tensorflow as tf
+
+    ex = tf.io.parse_single_example(serialized, features())
     shape = tf.stack([ex["height"], ex["width"], ex["channels"]])
     ex["image"] = tf.reshape(tf.io.decode_raw(ex["image"], tf.uint8), shape)
     return ex
@@ -84,7 +105,9 @@ def parse(serialized: tf.Tensor) -> dict:
 
 def parse_batch(serialized: tf.Tensor, image_shape: tuple[int, int, int]) -> dict:
     """Parse a batch of examples whose images all have `image_shape` (fast path)."""
-    ex = tf.io.parse_example(serialized, FEATURES)
+    import tensorflow as tf
+
+    ex = tf.io.parse_example(serialized, features())
     images = tf.io.decode_raw(ex["image"], tf.uint8)
     ex["image"] = tf.reshape(images, (-1, *image_shape))
     return ex
@@ -92,6 +115,8 @@ def parse_batch(serialized: tf.Tensor, image_shape: tuple[int, int, int]) -> dic
 
 def write(path: str | os.PathLike, serialized_examples) -> int:
     """Write examples to `path` atomically: a temp name first, renamed when complete."""
+    import tensorflow as tf
+
     count = 0
     with replacing(path) as tmp, tf.io.TFRecordWriter(str(tmp)) as writer:
         for example in serialized_examples:
@@ -112,6 +137,8 @@ def shard_files(folder: str | os.PathLike, split: str | None = None) -> list[str
 
 def read_all(folder_or_files, split: str | None = None) -> list[dict]:
     """Every example as numpy values, in file order; for tests and small sets."""
+    import tensorflow as tf
+
     files = (
         shard_files(folder_or_files, split)
         if isinstance(folder_or_files, (str, os.PathLike)) and Path(folder_or_files).is_dir()
