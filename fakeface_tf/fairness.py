@@ -56,14 +56,14 @@ N_BOOT = 1000
 COUNT_NAMES = ("n", "n_no_face", "n_real", "n_fake")
 RATE_NAMES = ("accuracy", "fpr", "fnr", "selection_rate", "no_face_rate")
 
-# (name, attribute, unprivileged values, privileged values); None = every other known value
+# (attribute, unprivileged values, privileged values); None = every other known value
 COMPARISONS = (
-    ("Male vs Female", "gender", ("Female",), ("Male",)),
-    ("White vs others", "race", None, ("White",)),
-    ("Black vs others", "race", ("Black",), None),
-    ("age 0-2 vs others", "age", ("0-2",), None),
-    ("age 3-9 vs others", "age", ("3-9",), None),
-    ("age 70+ vs others", "age", ("70+",), None),
+    ("gender", ("Female",), ("Male",)),
+    ("race", None, ("White",)),
+    ("race", ("Black",), None),
+    ("age", ("0-2",), None),
+    ("age", ("3-9",), None),
+    ("age", ("70+",), None),
 )
 DEFINITIONS = {
     "positive_class": "fake: FPR = real faces called fake, FNR = fakes called real, "
@@ -217,6 +217,14 @@ def _side_label(values, other) -> str:
     return " or ".join(values) if values else f"not {' or '.join(other)}"
 
 
+def comparison_name(attribute: str, unprivileged, privileged) -> str:
+    """A comparison's name, unprivileged side first like every table and gap in the report:
+    Female vs Male, others vs White, age 0-2 vs others."""
+    def side(values):
+        return " or ".join(values) if values else "others"
+    return f"{'age ' if attribute == 'age' else ''}{side(unprivileged)} vs {side(privileged)}"
+
+
 def _equalized_odds(t: np.ndarray, p: np.ndarray, features: np.ndarray) -> dict:
     """fairlearn's equalized odds difference when every group has both classes; otherwise the
     FPR part only, said so (a TPR gap needs fakes in every group)."""
@@ -248,7 +256,8 @@ def binary_comparisons(y_true, y_pred, groups: pd.DataFrame, seed: int = 0,
     p = np.asarray(y_pred, dtype=np.float64)
     groups = groups.reset_index(drop=True).astype(str)
     results = []
-    for name, attribute, unprivileged, privileged in COMPARISONS:
+    for attribute, unprivileged, privileged in COMPARISONS:
+        name = comparison_name(attribute, unprivileged, privileged)
         result = {"name": name, "attribute": attribute,
                   "unprivileged": _side_label(unprivileged, privileged),
                   "privileged": _side_label(privileged, unprivileged)}

@@ -65,7 +65,7 @@ def test_group_rates_match_the_hand_computed_table():
 
 def test_dir_and_aod_use_the_documented_orientation():
     report = toy_report()
-    gender = comparison(report, "Male vs Female")
+    gender = comparison(report, "Female vs Male")
     assert (gender["unprivileged"], gender["privileged"]) == ("Female", "Male")
     # called real: Female 2/4, Male 3/4; FPR 1/3 vs 0; TPR 1 vs 1/2
     assert gender["dir"] == pytest.approx((2 / 4) / (3 / 4))
@@ -77,9 +77,16 @@ def test_dir_and_aod_use_the_documented_orientation():
     assert any("outside the 4/5 rule" in flag for flag in gender["flags"])
 
     swapped = TOY.assign(gender=TOY["gender"].map({"Male": "Female", "Female": "Male"}))
-    mirrored = comparison(toy_report(swapped), "Male vs Female")
+    mirrored = comparison(toy_report(swapped), "Female vs Male")
     assert mirrored["dir"] == pytest.approx((3 / 4) / (2 / 4))
     assert mirrored["aod"] == pytest.approx(-gender["aod"])
+
+
+def test_every_comparison_is_named_unprivileged_first():
+    for result in toy_report()["comparisons"]:
+        first, second = result["name"].removeprefix("age ").split(" vs ")
+        for named, side in ((first, result["unprivileged"]), (second, result["privileged"])):
+            assert named == side or (named == "others" and side.startswith("not ")), result["name"]
 
 
 def test_missing_group_makes_its_comparison_unavailable():
@@ -91,7 +98,7 @@ def test_fnr_without_fakes_stays_unavailable():
     white = row(report["groups"], "race", "White")  # two real faces, no fakes
     assert math.isnan(white.fnr) and math.isnan(white.fnr_lo) and math.isnan(white.fnr_hi)
     assert white.fpr == 0.0
-    versus = comparison(report, "White vs others")
+    versus = comparison(report, "others vs White")
     assert math.isnan(versus["tpr_difference"]) and math.isnan(versus["aod"])
     assert versus["aod_fpr_half"] == pytest.approx(0.5 * (1 / 3 - 0))
     assert versus["equalized_odds"]["basis"].startswith("FPR gap only")
@@ -134,7 +141,7 @@ def test_bootstrap_is_seeded_and_reproducible():
 def test_a_clear_gap_is_flagged_and_no_gap_is_not():
     t, p, groups = random_table(n=600, gap=0.5)
     gender = fairness.binary_comparisons(t, p, groups, n_boot=300)[0]
-    assert gender["name"] == "Male vs Female" and gender["fpr_difference_ci"][0] > 0
+    assert gender["name"] == "Female vs Male" and gender["fpr_difference_ci"][0] > 0
     assert any("FPR gap" in flag and "excludes zero" in flag for flag in gender["flags"])
     t, p, groups = random_table(n=600, gap=0.0)
     gender = fairness.binary_comparisons(t, p, groups, n_boot=300)[0]
@@ -265,7 +272,7 @@ def test_fairness_command_writes_the_report(pairs_setup, capsys):
     for name in ("rates_age.png", "rates_gender.png", "rates_race.png", "heatmap_race_x_gender.png"):
         assert (out / name).stat().st_size > 0
     printed = capsys.readouterr().out
-    assert "Binary comparisons" in printed and "Male vs Female" in printed
+    assert "Binary comparisons" in printed and "Female vs Male" in printed
 
 
 def test_fairness_compare_of_a_model_with_itself_changes_nothing(pairs_setup, capsys):
