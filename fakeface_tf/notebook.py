@@ -1,5 +1,7 @@
-"""The one set-up cell of the guided-tour notebooks (01-05): where the data and outputs are,
-whether this is CI's fast mode, and figures small enough to store in the notebook."""
+"""The one set-up cell of the guided-tour notebooks (01-05): where the data, outputs and model
+are, whether this is CI's fast mode, and figures small enough to store in the notebook.
+
+`scripts/notebooks.sh` re-executes them in full mode, as committed; CI runs them in fast mode."""
 
 from __future__ import annotations
 
@@ -15,26 +17,34 @@ FAST_ENV = "FAKEFACE_NB_FAST"  # CI sets it to 1: small data, short runs
 
 @dataclass(frozen=True)
 class Tour:
+    """What every notebook needs; paths are relative to the repository root, which setup()
+    makes the working directory, so stored outputs name no machine's folders."""
+
     fast: bool
     data: Path  # the raw images ($FAKEFACE_DATA, default ../shared/data)
-    out: Path  # outputs/notebooks/ in the repository
+    out: Path  # outputs/notebooks/
+    model: Path  # the shipped detector (saved_models/reference)
     limit: int | None  # faces per class and split folder to preprocess (None: all)
 
 
 def setup() -> Tour:
-    """Read fast mode and the data folder, shrink stored figures, and say what was chosen
-    (paths relative to the repository, so stored outputs name no machine's folders)."""
+    """Read fast mode and the data folder, work from the repository root, shrink stored
+    figures, and say what was chosen."""
     import matplotlib.pyplot as plt
+
+    from fakeface_tf.artifacts import default_model_path
 
     logs.show()  # what library functions report appears under the cell
     fast = os.environ.get(FAST_ENV) == "1"
-    tour = Tour(fast=fast, data=data_root(), out=REPO_ROOT / "outputs" / "notebooks",
-                limit=40 if fast else None)
+    data, model = data_root(), default_model_path()  # resolved before the working folder moves
+    os.chdir(REPO_ROOT)
+    tour = Tour(fast=fast, data=relative(data), out=Path("outputs", "notebooks"),
+                model=relative(model), limit=40 if fast else None)
     plt.rcParams["figure.dpi"] = 72  # keep the stored notebook small
-    print(f"data: {relative(tour.data)}\nfast mode: {fast}")
+    print(f"data: {tour.data}\nmodel: {tour.model}\nfast mode: {fast}")
     return tour
 
 
-def relative(path: str | os.PathLike) -> str:
-    """A path as the notebooks print it: relative to the repository root."""
-    return os.path.relpath(Path(path).resolve(), REPO_ROOT)
+def relative(path: str | os.PathLike) -> Path:
+    """A path relative to the repository root (how the notebooks name every file)."""
+    return Path(os.path.relpath(Path(path).resolve(), REPO_ROOT))
