@@ -15,20 +15,24 @@ import json
 import re
 import shutil
 from pathlib import Path
-
-import keras
-from keras import layers
+from typing import TYPE_CHECKING
 
 from fakeface_tf.artifacts import MEMBER_PREFIX
 from fakeface_tf.errors import FakefaceError
 from fakeface_tf.faces import save_cut
 from fakeface_tf.files import save_model_atomic, write_text_atomic
 
+if TYPE_CHECKING:
+    import keras
+
 log = logging.getLogger(__name__)
 
 
 def ensemble(members: list[keras.Model], name: str = "ensemble") -> keras.Model:
     """One model whose `logit` is the mean of the members' `logit` layers (same input shape)."""
+    import keras
+    from keras import layers
+
     if len(members) < 2:
         raise FakefaceError("an ensemble needs at least two models")
     shape = tuple(members[0].input_shape[1:])

@@ -17,6 +17,7 @@ import io
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -26,6 +27,9 @@ from fakeface_tf import artifacts
 from fakeface_tf.errors import FakefaceError
 from fakeface_tf.faces import FaceCrop, as_rgb, extract_face, extract_faces, get_detector
 from fakeface_tf.images import MAX_PIXELS, load_image
+
+if TYPE_CHECKING:
+    import keras
 
 EXPLAIN_METHODS = ("gradcam++", "smoothgrad", "scorecam")
 COLORMAPS = {

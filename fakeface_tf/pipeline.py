@@ -2,6 +2,7 @@
 
 `fakeface main` (and `scripts/main.sh`) runs it. Every stage is the same public function
 the CLI subcommands and notebooks call; this module only chains them and prints a summary.
+The stages are imported when the job runs, so `fakeface main --help` does not load them.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ import argparse
 import time
 from pathlib import Path
 
-from fakeface_tf import card, data, evaluate, fairness, preprocess, robustness, train
 from fakeface_tf.config import REPO_ROOT, data_root, load_config, records_dir
 from fakeface_tf.faces import face_options
 from fakeface_tf.text import format_value
@@ -32,6 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from fakeface_tf import card, data, evaluate, fairness, preprocess, robustness, train
+
     started = time.time()
     root = data_root(args.data)
     overrides = list(args.set)

@@ -9,6 +9,8 @@ epochs, so `fakeface train --resume RUN_DIR` picks up after the last completed e
 the optimizer state of `checkpoints/last.keras`. The state, checkpoints, config, metrics and
 `model.keras` are written atomically (`files.py`): a kill leaves the old file or the new one.
 `--resume` refuses a torn state.json or checkpoint (one copied in half, say) in one line.
+TensorFlow, Keras and the modules built on them are imported when a training starts, so
+`fakeface train --help` answers at once.
 """
 
 from __future__ import annotations
@@ -23,19 +25,16 @@ import sys
 import time
 import zipfile
 from pathlib import Path
-
-import keras
-import tensorflow as tf
+from typing import TYPE_CHECKING
 
 from fakeface_tf.config import Config, load_config
-from fakeface_tf.data import records_path
 from fakeface_tf.errors import FakefaceError
-from fakeface_tf.export import (export_saved_model, exportable, save_environment,
-                                validation_metrics)
 from fakeface_tf.faces import FaceOptions, face_options, read_cut, save_cut
 from fakeface_tf.files import save_model_atomic, write_text_atomic
-from fakeface_tf.models import (build_model, check_model_config, compile_metrics, compile_model,
-                                frozen_outputs)
+
+if TYPE_CHECKING:
+    import keras
+    import tensorflow as tf
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +55,8 @@ def _new_run_dir(cfg: Config, runs_dir: Path) -> Path:
 
 
 def _strategy(cfg: Config) -> tf.distribute.Strategy:
+    import tensorflow as tf
+
     if cfg.distribute == "mirrored":
         return tf.distribute.MirroredStrategy()
     if cfg.distribute == "multiworker":  # workers and their roles come from $TF_CONFIG
@@ -66,6 +67,8 @@ def _strategy(cfg: Config) -> tf.distribute.Strategy:
 def training_cut(cfg: Config) -> FaceOptions:
     """The face cut of the run's records (their preprocess.json), refused when it is not the
     cut the config asks for; the config's own cut for records without preprocess.json."""
+    from fakeface_tf.data import records_path
+
     path = records_path(cfg)
     wanted, cut = face_options(cfg.data), read_cut(path)
     if cut is None:
@@ -80,9 +83,11 @@ def training_cut(cfg: Config) -> FaceOptions:
 
 def _datasets(cfg: Config, strategy: tf.distribute.Strategy):
     """(train, valid, steps per epoch) for `cfg`, fairness faces mixed in when configured."""
+    import tensorflow as tf
+
     from fakeface_tf import data
 
-    path = records_path(cfg)
+    path = data.records_path(cfg)
     expected = (cfg.data.image_size, cfg.data.image_size, cfg.data.channels)
     found = tuple(data.image_shape(path))
     if found != expected:
@@ -129,7 +134,7 @@ def _plain_training_images(cfg: Config):
     from fakeface_tf import data
 
     batch = cfg.training.batch_size
-    ds = data.make_dataset(records_path(cfg), "train", batch_size=batch,
+    ds = data.make_dataset(data.records_path(cfg), "train", batch_size=batch,
                            fraction=cfg.data.train_fraction)
     if cfg.data.fairness_labels:
         ds = ds.unbatch().concatenate(_fairness_faces(cfg)).batch(batch)
@@ -142,6 +147,7 @@ def _trainable_part(model: keras.Model, cfg: Config, train_ds, valid_ds, fresh: 
     model's head is first fitted as a logistic-regression probe. Returns the model to fit,
     its training and validation data, and the probe's figures (empty without one)."""
     from fakeface_tf import frozen
+    from fakeface_tf.models import compile_metrics, frozen_outputs
 
     probe = {}
     if not cfg.training.cache_frozen:
@@ -164,70 +170,6 @@ def _count(path: Path, split: str, fraction: float = 1.0) -> int:
     return sum(data.count_examples(path, split, fraction).values())
 
 
-class _LogLearningRate(keras.callbacks.Callback):
-    """Adds the current learning rate to the epoch logs (history.csv column `lr`)."""
-
-    def on_epoch_end(self, epoch, logs=None):
-        if logs is not None:
-            logs["lr"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
-
-
-class _SaveState(keras.callbacks.Callback):
-    """Writes state.json after every epoch: epochs done, best val AUC so far, training time."""
-
-    def __init__(self, path: Path, best: keras.callbacks.ModelCheckpoint, seconds_before: float):
-        super().__init__()
-        self.path, self.best = path, best
-        self.started, self.seconds_before = time.time(), seconds_before
-
-    def on_epoch_end(self, epoch, logs=None):
-        state = {
-            "epochs_done": epoch + 1,
-            "best_val_auc": None if self.best.best is None else float(self.best.best),
-            "train_seconds": round(self.seconds_before + time.time() - self.started, 1),
-            "finished": False,
-        }
-        write_text_atomic(self.path, json.dumps(state, indent=2))
-
-
-class _Checkpoint(keras.callbacks.ModelCheckpoint):
-    """A ModelCheckpoint that always saves the whole model, also while Keras fits only its
-    trainable rest (`training.cache_frozen`), and saves it atomically."""
-
-    def __init__(self, path: Path, whole: keras.Model, **kwargs):
-        super().__init__(path, **kwargs)
-        self.whole = whole
-
-    def set_model(self, model):
-        super().set_model(self.whole)
-
-    def _save_model(self, epoch, batch, logs):
-        """Keras' decision, then a temp file renamed into place: a kill mid-save leaves the
-        previous checkpoint whole instead of half a new one."""
-        path = self._get_file_path(epoch, batch, logs)
-        if self._should_save_model(epoch, batch, logs, path):
-            save_model_atomic(self.model, path)
-
-
-def _callbacks(run_dir: Path, cfg: Config, state: dict, model: keras.Model) -> list:
-    ckpt = run_dir / "checkpoints"
-    ckpt.mkdir(exist_ok=True)
-    best = _Checkpoint(ckpt / "best.keras", model, monitor="val_auc", mode="max",
-                       save_best_only=True, initial_value_threshold=state.get("best_val_auc"))
-    callbacks = [
-        _LogLearningRate(),
-        best,
-        _Checkpoint(ckpt / "last.keras", model),
-        keras.callbacks.CSVLogger(run_dir / "history.csv", append=True),
-        keras.callbacks.TensorBoard(run_dir / "tensorboard", write_graph=False, profile_batch=0),
-        _SaveState(run_dir / "state.json", best, state.get("train_seconds", 0.0)),
-    ]
-    if cfg.training.early_stopping > 0:
-        callbacks.append(keras.callbacks.EarlyStopping(
-            monitor="val_auc", mode="max", patience=cfg.training.early_stopping))
-    return callbacks
-
-
 def _truncate_history(path: Path, epochs_done: int) -> None:
     """Drop history rows past the last completed epoch (written just before an interruption)."""
     if path.is_file():
@@ -238,6 +180,9 @@ def _truncate_history(path: Path, epochs_done: int) -> None:
 @contextlib.contextmanager
 def _precision(cfg: Config):
     """Global seeds, op determinism and the dtype policy for the span of one training."""
+    import keras
+    import tensorflow as tf
+
     keras.utils.set_random_seed(cfg.training.seed)
     if cfg.training.deterministic:
         tf.config.experimental.enable_op_determinism()
@@ -277,6 +222,8 @@ def _read_state(run_dir: Path) -> dict:
 
 def _load_checkpoint(path: Path, run_dir: Path, **kwargs) -> keras.Model:
     """A `.keras` checkpoint of the run, checked first to be a whole zip archive."""
+    import keras
+
     try:
         with zipfile.ZipFile(path) as archive:
             whole = archive.testzip() is None
@@ -290,6 +237,10 @@ def _load_checkpoint(path: Path, run_dir: Path, **kwargs) -> keras.Model:
 def _fit(cfg: Config, run_dir: Path, progress: bool, saved_models_dir: Path,
          extra_callbacks: list | None) -> Path:
     """Train (or continue, per state.json) then evaluate, export and publish the best model."""
+    from fakeface_tf.callbacks import training_callbacks
+    from fakeface_tf.export import export_saved_model, exportable, validation_metrics
+    from fakeface_tf.models import build_model, compile_model
+
     state = _read_state(run_dir)
     epochs_done = state.get("epochs_done", 0)
     with _precision(cfg):
@@ -315,7 +266,7 @@ def _fit(cfg: Config, run_dir: Path, progress: bool, saved_models_dir: Path,
                 fit_model.fit(fit_train, validation_data=fit_valid, epochs=cfg.training.epochs,
                               initial_epoch=epochs_done,
                               steps_per_epoch=None if fit_model is not model else fixed_steps,
-                              callbacks=_callbacks(run_dir, cfg, state, model)
+                              callbacks=training_callbacks(run_dir, cfg, state, model)
                               + list(extra_callbacks or []),
                               shuffle=False, verbose=_verbosity(progress))
             except KeyboardInterrupt:
@@ -366,6 +317,9 @@ def train(cfg: Config, runs_dir: str | Path = "runs", progress: bool = True,
     `callbacks` are extra Keras callbacks (tune reports through them); `saved_models_dir`
     defaults to `saved_models/` beside `runs_dir`.
     """
+    from fakeface_tf.export import save_environment
+    from fakeface_tf.models import check_model_config
+
     cfg.validate()
     runs_dir = Path(runs_dir)
     check_model_config(cfg)  # fail before creating an empty run folder

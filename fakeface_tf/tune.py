@@ -8,6 +8,7 @@ SPACE.yaml maps config keys to ranges:
 
 The oracle is seeded with `training.seed`, and each search gets a fresh project folder
 (`RUNS_DIR/tuner/<name>-<timestamp>`, overwrite=True), so an old search is never reloaded.
+KerasTuner, TensorFlow and pandas are imported when a search starts, not for `--help`.
 """
 
 from __future__ import annotations
@@ -15,18 +16,21 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import keras_tuner as kt
 import yaml
 
 from fakeface_tf.config import Config, apply_overrides, load_config
 from fakeface_tf.errors import FakefaceError
-from fakeface_tf.runs import compare_runs, format_table
-from fakeface_tf.train import train
+
+if TYPE_CHECKING:
+    import keras_tuner as kt
 
 
 def load_space(path: str | Path, cfg: Config) -> kt.HyperParameters:
     """HyperParameters from SPACE.yaml; each key must be a config key (checked on `cfg`)."""
+    import keras_tuner as kt
+
     path = Path(path)
     if not path.is_file():
         raise FakefaceError(f"search space file not found: {path}")
@@ -54,30 +58,17 @@ def load_space(path: str | Path, cfg: Config) -> kt.HyperParameters:
     return hp
 
 
-class _RunTuner(kt.RandomSearch):
-    """RandomSearch whose trial is `train()` of the base config with the trial's values set."""
-
-    def __init__(self, cfg: Config, runs_dir: Path, progress: bool, **kwargs):
-        super().__init__(**kwargs)
-        self.cfg, self.runs_dir, self.progress = cfg, runs_dir, progress
-        self.run_dirs: list[Path] = []
-
-    def run_trial(self, trial, *args, **kwargs):
-        values = trial.hyperparameters.values
-        cfg = apply_overrides(self.cfg, [f"{k}={v}" for k, v in values.items()])
-        cfg.name = f"{self.cfg.name}-trial{trial.trial_id}"
-        run_dir = train(cfg, self.runs_dir, progress=self.progress)
-        self.run_dirs.append(run_dir)
-        return {"val_auc": compare_runs([run_dir])["val_auc"].iloc[0]}
-
-
 def tune(cfg: Config, space: str | Path, trials: int, runs_dir: str | Path = "runs",
          progress: bool = True) -> list[Path]:
     """Run `trials` random-search trials and return their run folders."""
+    import keras_tuner as kt
+
+    from fakeface_tf.tuner import RunTuner
+
     if trials < 1:
         raise FakefaceError("--trials must be >= 1")
     runs_dir = Path(runs_dir)
-    tuner = _RunTuner(
+    tuner = RunTuner(
         cfg, runs_dir, progress,
         hyperparameters=load_space(space, cfg),
         tune_new_entries=False,
@@ -102,6 +93,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from fakeface_tf.runs import compare_runs, format_table
+
     run_dirs = tune(load_config(args.config, args.set), args.space, args.trials, args.runs_dir)
     print(format_table(compare_runs(run_dirs).sort_values("val_auc", ascending=False)))
     return 0

@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+from fakeface_tf.cli import COMMANDS
+
 
 def _python(code: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
@@ -18,8 +20,10 @@ def test_tensorflow_starts_without_its_cpp_log_noise_but_keeps_other_stderr():
 
 
 def test_subcommand_help_does_not_import_tensorflow():
-    for command in ("predict", "serve", "preprocess", "evaluate"):
+    # One interpreter per command: a module imported for one must not hide another's import.
+    for command in COMMANDS:
         done = _python("import sys\nfrom fakeface_tf.cli import main\n"
                        f"try:\n    main(['{command}', '--help'])\nexcept SystemExit:\n    pass\n"
-                       "print('tensorflow' in sys.modules)")
-        assert done.stdout.splitlines()[-1] == "False", command
+                       "print(sorted({'tensorflow', 'keras', 'keras_tuner'} & set(sys.modules)))")
+        assert done.returncode == 0, (command, done.stderr)
+        assert done.stdout.splitlines()[-1] == "[]", command
