@@ -15,8 +15,15 @@ would differ from the local runner's and from one run to the next. Each element 
 batch that `preprocess.run_shard` would cut (CROP_BATCH consecutive images of one shard):
 MTCNN still sees 16 images per call, and every face is cut from the same batch as locally.
 
-Runs wherever SRC and OUT are the same paths on the launcher and on every worker (one machine,
-or a shared file system); apache_beam is imported only here, when `--runner beam` is asked for.
+SRC and OUT are either local paths, the same on the launcher and on every worker (one machine,
+or a shared file system), or URLs of Beam's file systems (gs://, s3://, hdfs://, ...), which
+is what Dataflow's workers share. A URL takes the same code as a path: files.py's helpers call
+Beam's `FileSystems` for a URL (listing SRC with `match`, reading each image with `open`,
+uploading each shard and manifest part to a temp object renamed over its final name) and the
+local file system otherwise. The file system classes that serve SRC and OUT go to the workers
+in `--beam_plugins`, so one registered by the launcher's own code is there on every worker.
+apache_beam is imported only here and in files.py's URL branch, when `--runner beam` is asked
+for.
 """
 
 from __future__ import annotations
@@ -25,14 +32,15 @@ import logging
 import os
 import time
 
-from fakeface_tf import preprocess
+from fakeface_tf import files, preprocess
 from fakeface_tf.errors import FakefaceError
 from fakeface_tf.faces import FaceCrop, FaceOptions, crop_files, get_detector
 
 try:
     import apache_beam as beam
     from apache_beam.metrics import Metrics, MetricsFilter
-    from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
+    from apache_beam.options.pipeline_options import (DirectOptions, PipelineOptions, SetupOptions,
+                                                      StandardOptions)
 except ImportError as exc:  # the rest of the package works without Beam
     raise FakefaceError(f"--runner beam needs Apache Beam ({exc}); install it with: "
                         "pip install -e '.[beam]'") from None
@@ -57,12 +65,16 @@ def crop_batch(items: list[preprocess.Item], options: FaceOptions, detector) -> 
     """crop_files on one batch; an image that still makes it raise alone becomes a manifest row.
 
     crop_files already turns an undecodable file into an `unreadable` crop; this catches the
-    rest (a decoder or MTCNN bug on one odd image), so one image never fails its bundle.
+    rest (a decoder or MTCNN bug on one odd image), so one image never fails its bundle. A
+    FakefaceError is the run's, not an image's (a worker without the file system of SRC's
+    URL): it fails the bundle, so the job stops with it instead of marking every image.
     """
     paths = [item.path for item in items]
     try:
         return crop_files(paths, options, batch_size=preprocess.CROP_BATCH, progress=False,
                           detector=detector)
+    except FakefaceError:
+        raise
     except Exception:  # noqa: BLE001 - find the image that raises, keep the others
         _log.exception("a batch of %d images failed; cutting them one at a time", len(paths))
     crops = []
@@ -132,6 +144,14 @@ def write_batches(shard: tuple, out: str) -> str:
     only a temp file that a later run clears; a retried attempt renames a complete copy of the
     same records over the first. Records are never appended, so no retry can add any, and a
     shard counts as done only once both renames happened (the driver reads every part).
+
+    OUT on cloud storage (a URL) keeps all of that: the TFRecord is written to a local temp
+    file, uploaded to a temp object with a random name beside the shard (an object is visible
+    only once its upload is complete, and two attempts never share a temp name, even from
+    machines whose pids collide), then renamed over the shard name (GCS and S3: a server-side
+    copy that publishes the whole object at once, then a delete). A worker that dies mid-upload
+    leaves at most a `.NAME.HEX.tmp` object, never a torn or extra shard; a retry replaces the
+    shard with an identical one.
     """
     started = time.perf_counter()
     name, batches = shard
@@ -143,13 +163,31 @@ def write_batches(shard: tuple, out: str) -> str:
     return name
 
 
-def pipeline_options(pipeline_args) -> tuple[PipelineOptions, int | None]:
-    """Beam's options from the words after `--` and DEFAULTS, and the TF threads per worker
-    process when the workers share this machine (a DirectRunner)."""
+def file_system_plugins(paths) -> list[str]:
+    """The import paths of the Beam file systems serving the URLs among `paths` (local paths
+    need none). Handed to the workers as --beam_plugins, they are imported before any bundle
+    runs, so a file system defined outside Beam (a module of the launcher's) serves the
+    workers too; the DataflowRunner adds every plugin itself, the FnApiRunner's worker
+    processes and the portable runners' workers only those they are told of."""
+    from apache_beam.io.filesystem import FileSystem
+
+    schemes = {files.scheme(path) for path in paths} - {None}
+    return sorted({f"{fs.__module__}.{fs.__name__}" for fs in FileSystem.get_all_subclasses()
+                   if fs.scheme() in schemes})
+
+
+def pipeline_options(pipeline_args, paths=()) -> tuple[PipelineOptions, int | None]:
+    """Beam's options from the words after `--` and DEFAULTS (and the file systems of the URLs
+    among `paths`, `file_system_plugins`), and the TF threads per worker process when the
+    workers share this machine (a DirectRunner)."""
     args = list(pipeline_args or ())
     given = {arg.split("=", 1)[0] for arg in args if arg.startswith("--")}
     options = PipelineOptions([f"{flag}={value}" for flag, value in DEFAULTS.items()
                                if flag not in given] + args)
+    plugins = file_system_plugins(paths)
+    if plugins:
+        setup = options.view_as(SetupOptions)
+        setup.beam_plugins = sorted({*(setup.beam_plugins or ()), *plugins})
     runner = options.view_as(StandardOptions).runner or StandardOptions.DEFAULT_RUNNER
     direct = options.view_as(DirectOptions)
     if str(runner).lower() not in DIRECT_RUNNERS or direct.direct_running_mode == "in_memory":
@@ -193,13 +231,13 @@ def run_shards(tasks: list, pipeline_args=()) -> dict:
     if not tasks:
         return {}
     out, options = tasks[0][2], tasks[0][3]
-    beam_options, threads = pipeline_options(pipeline_args)
+    beam_options, threads = pipeline_options(pipeline_args, [out, tasks[0][1][0].path])
     pipeline = beam.Pipeline(runner=direct_runner(beam_options), options=beam_options)
     (pipeline
      | "Plan batches" >> beam.Create(shard_batches(tasks))  # Create spreads them over workers
      | "Cut faces" >> beam.ParDo(CutFaces(options, threads))
      | "Group by shard" >> beam.GroupByKey()
-     | "Write shards" >> beam.Map(write_batches, str(out)))
+     | "Write shards" >> beam.Map(write_batches, out))
     result = pipeline.run()
     result.wait_until_finish()  # raises if the job failed
     return stage_seconds(result)

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from fakeface_tf import files
 from fakeface_tf.errors import FakefaceError
 
 # The Pillow plugins that may open an image (JPEG's also opens MPO, the multi-picture JPEG
@@ -72,18 +73,19 @@ class ImageTooLargeError(ImageError):
     """More pixels than allowed, a likely decompression bomb (413)."""
 
 
-def is_image_file(path: Path) -> bool:
+def is_image_file(path: str | Path) -> bool:
     """True for a file whose extension is one of the accepted formats'."""
-    return path.suffix.lower() in EXTENSIONS
+    return Path(path).suffix.lower() in EXTENSIONS
 
 
-def list_images(folder: Path) -> tuple[list[Path], list[Path]]:
+def list_images(folder: str | Path) -> tuple[list, list]:
     """(image files, other files) anywhere under `folder`, each sorted by path; hidden files
     (names starting with ".") are in neither. Images are told by extension (`is_image_file`),
-    the rule `fakeface preprocess` lists class folders by."""
+    the rule `fakeface preprocess` lists class folders by. Paths for a local folder; URLs
+    for a URL (gs://..., read through Beam's file systems: see files.py)."""
     images, others = [], []
-    for path in sorted(p for p in Path(folder).rglob("*") if p.is_file()):
-        if path.name.startswith("."):
+    for path in files.walk(folder):
+        if Path(path).name.startswith("."):
             continue
         (images if is_image_file(path) else others).append(path)
     return images, others
@@ -95,9 +97,14 @@ def describe(source) -> str:
 
 
 def read_bytes(source: str | Path | bytes) -> bytes:
-    """The bytes of a path or a byte string; a missing or empty file raises ImageError."""
+    """The bytes of a path, a URL or a byte string; a missing or empty file raises ImageError."""
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
+    elif files.scheme(source):  # a URL: gs://..., through Beam's file systems
+        try:
+            data = files.read_bytes(source)
+        except FileNotFoundError:
+            raise ImageError(f"{source}: file not found") from None
     else:
         path = Path(source)
         if not path.is_file():

@@ -10,6 +10,10 @@ with the process that started them, so a killed run leaves nothing writing behin
 SRC is the 140k layout (`{train,valid,test}/{real,fake}/`, optionally inside
 `real-vs-fake/`) or a folder with `real/` and `fake/`, split by a seeded hash of each
 file's relative path (the same file always lands in the same split).
+
+With `--runner beam`, SRC and OUT may also be URLs of Beam's file systems (gs://, s3://,
+hdfs://...): listing, reading and every write go through the helpers of files.py, which call
+Beam's FileSystems for a URL and the local file system otherwise, so both take this same code.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import contextlib
 import csv
 import ctypes
 import hashlib
+import io
 import json
 import multiprocessing as mp
 import os
@@ -33,10 +38,10 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from fakeface_tf import __version__
+from fakeface_tf import __version__, files
 from fakeface_tf.errors import FakefaceError
 from fakeface_tf.faces import STATUSES, FaceOptions, check_options
-from fakeface_tf.images import is_image_file
+from fakeface_tf.images import list_images
 from fakeface_tf.files import write_text_atomic
 
 MAX_SHARD_SIZE = 256  # 4 MB of 128x128 gray crops; small enough to resume cheaply
@@ -53,7 +58,7 @@ RUNNERS = ("local", "beam")  # local: this machine's process pool; beam: fakefac
 
 @dataclass
 class Item:
-    """One input file: absolute path, path relative to SRC, label name and split."""
+    """One input file: its path (or URL), path relative to SRC, label name and split."""
 
     path: str
     rel: str
@@ -64,20 +69,14 @@ class Item:
 # ---------------------------------------------------------------------------- planning
 
 
-def class_files(folder: Path, root: Path, label: str, split: str | None,
-                skipped: list[dict]) -> list[Item]:
+def class_files(folder, root, label: str, split: str | None, skipped: list[dict]) -> list[Item]:
     """The image files under one class folder; other files are appended to `skipped`."""
-    items = []
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        rel = path.relative_to(root).as_posix()
-        if path.name.startswith("."):
-            continue
-        if not is_image_file(path):
-            skipped.append({"path": rel, "split": split or "", "label": label, "status": "skipped",
-                            "reason": f"not an image file extension ({path.suffix or 'none'})"})
-            continue
-        items.append(Item(str(path), rel, label, split or ""))
-    return items
+    images, others = list_images(folder)
+    for path in others:
+        skipped.append({"path": files.relative(path, root), "split": split or "", "label": label,
+                        "status": "skipped",
+                        "reason": f"not an image file extension ({Path(path).suffix or 'none'})"})
+    return [Item(str(path), files.relative(path, root), label, split or "") for path in images]
 
 
 def hash_split(rel: str, seed: int, fractions: tuple[float, float, float]) -> str:
@@ -91,26 +90,27 @@ def hash_split(rel: str, seed: int, fractions: tuple[float, float, float]) -> st
 
 def find_items(src: str | os.PathLike, seed: int = 0,
                split: tuple[float, float, float] = (0.8, 0.1, 0.1)) -> tuple[list[Item], list[dict], str]:
-    """Every image under SRC with its label and split; non-image files; the layout found."""
-    root = Path(src).expanduser()
-    if not root.is_dir():
+    """Every image under SRC (a folder, or a URL: files.py) with its label and split;
+    non-image files; the layout found."""
+    root = files.location(src)
+    is_dir, join = files.is_dir, files.join
+    if not is_dir(root):
         raise FakefaceError(f"SRC not found or not a folder: {root}")
-    if (root / "real-vs-fake").is_dir():
-        root = root / "real-vs-fake"
+    if is_dir(join(root, "real-vs-fake")):
+        root = join(root, "real-vs-fake")
     skipped: list[dict] = []
-    split_dirs = {SPLIT_ALIASES[p.name]: p for p in sorted(root.iterdir())
-                  if p.is_dir() and p.name in SPLIT_ALIASES
-                  and any((p / label).is_dir() for label in ("real", "fake"))}
+    split_dirs = {SPLIT_ALIASES[name]: join(root, name) for name in sorted(SPLIT_ALIASES)
+                  if any(is_dir(join(root, name, label)) for label in ("real", "fake"))}
     if split_dirs:
         items = [item for name, folder in split_dirs.items() for label in ("real", "fake")
-                 if (folder / label).is_dir()
-                 for item in class_files(folder / label, root, label, name, skipped)]
+                 if is_dir(join(folder, label))
+                 for item in class_files(join(folder, label), root, label, name, skipped)]
         return items, skipped, "split folders"
-    if not any((root / label).is_dir() for label in ("real", "fake")):
+    if not any(is_dir(join(root, label)) for label in ("real", "fake")):
         raise FakefaceError(f"{root} holds neither {{train,valid,test}}/{{real,fake}}/ nor "
                             "real/ and fake/ folders")
-    items = [item for label in ("real", "fake") if (root / label).is_dir()
-             for item in class_files(root / label, root, label, None, skipped)]
+    items = [item for label in ("real", "fake") if is_dir(join(root, label))
+             for item in class_files(join(root, label), root, label, None, skipped)]
     for item in items:
         item.split = hash_split(item.rel, seed, split)
     return items, skipped, "real/fake folders, hash split"
@@ -197,8 +197,6 @@ def _manifest_row(item: Item, crop, shard: str) -> dict:
 
 
 def _csv_text(rows: list[dict]) -> str:
-    import io
-
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=MANIFEST_FIELDS, restval="")
     writer.writeheader()
@@ -217,11 +215,14 @@ def shard_outputs(items: list[Item], crops: list, name: str) -> tuple[list[bytes
 
 
 def write_shard(out, name: str, examples: list[bytes], rows: list[dict]) -> str:
-    """Write a shard's TFRecord, then its manifest part, each atomically; returns its name."""
+    """Write a shard's TFRecord, then its manifest part, each atomically (files.replacing: a
+    temp name renamed over the final one; for a URL, written locally, uploaded to a temp
+    object and renamed), so the shard counts as done only once both are whole; returns its
+    name."""
     from fakeface_tf import records
 
-    records.write(Path(out) / name, examples)
-    write_text_atomic(Path(out) / PARTS_DIR / f"{name}.csv", _csv_text(rows))
+    records.write(files.join(out, name), examples)
+    write_text_atomic(files.join(out, PARTS_DIR, f"{name}.csv"), _csv_text(rows))
     return name
 
 
@@ -238,8 +239,11 @@ def run_shard(task: tuple[str, list[Item], str, FaceOptions], on_batch=None) -> 
     return write_shard(out, name, examples, rows)
 
 
-def _is_done(out: Path, name: str) -> bool:
-    return (out / name).is_file() and (out / PARTS_DIR / f"{name}.csv").is_file()
+def _done_shards(out) -> set[str]:
+    """The shards in OUT whose TFRecord and manifest part both exist: one listing of OUT and
+    one of its parts (a file check per shard would be a request each on cloud storage)."""
+    parts = {name.removesuffix(".csv") for name in files.names(files.join(out, PARTS_DIR))}
+    return {name for name in files.names(out) if name in parts}
 
 
 def _run_pool(tasks: list, workers: int, bar) -> None:
@@ -297,30 +301,38 @@ def _balance_warnings(counts: dict) -> list[str]:
     return warnings
 
 
-def _read_parts(out: Path, names: list[str]) -> list[dict]:
+def _read_parts(out, names: list[str]) -> list[dict]:
     rows = []
     for name in names:
-        with open(out / PARTS_DIR / f"{name}.csv", newline="") as f:
-            rows.extend(csv.DictReader(f))
+        text = files.read_bytes(files.join(out, PARTS_DIR, f"{name}.csv")).decode("utf-8")
+        rows.extend(csv.DictReader(io.StringIO(text, newline="")))
     return rows
 
 
-def _prepare_out(out: Path, settings: dict) -> None:
+def _prepare_out(out, settings: dict) -> None:
     """Create OUT (clear error if impossible), refuse to mix runs with other settings and
     clear the temp files a killed run left."""
+    parts = files.join(out, PARTS_DIR)  # an unknown URL scheme is a FakefaceError here
     try:
-        (out / PARTS_DIR).mkdir(parents=True, exist_ok=True)
-        probe = out / PARTS_DIR / ".write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as exc:
-        raise FakefaceError(f"cannot write to OUT {out}: {exc.strerror or exc}") from None
-    saved = out / PARTS_DIR / "settings.json"
-    if saved.is_file() and json.loads(saved.read_text()) != settings:
+        files.make_dirs(parts)
+        probe = files.join(parts, ".write-test")
+        files.write_bytes_atomic(probe, b"")
+        files.delete(probe)
+    except FakefaceError:
+        raise
+    except Exception as exc:  # OSError; for a URL also the cloud client's own errors
+        if not (isinstance(exc, OSError) or files.scheme(out)):
+            raise
+        raise FakefaceError(f"cannot write to OUT {out}: "
+                            f"{getattr(exc, 'strerror', None) or exc}") from None
+    saved = files.join(parts, "settings.json")
+    if files.is_file(saved) and json.loads(files.read_bytes(saved)) != settings:
         raise FakefaceError(f"{out} holds shards made with other settings ({saved}); "
                             "use a new OUT folder or delete it")
-    for stale in [*out.glob("*.tmp"), *(out / PARTS_DIR).glob("*.tmp")]:
-        stale.unlink(missing_ok=True)  # temp files of a killed run: never finished, never read
+    for folder in (out, parts):  # temp files of a killed run: never finished, never read
+        for name in files.names(folder):
+            if name.endswith(".tmp"):
+                files.delete(files.join(folder, name))
     write_text_atomic(saved, json.dumps(settings, indent=2, sort_keys=True))
 
 
@@ -344,13 +356,18 @@ def preprocess(src, out, options: FaceOptions = FaceOptions(), workers: int | No
     for quick trials and the notebooks' fast mode. `runner` "beam" cuts and writes the same
     shards on Apache Beam (fakeface_tf/beam.py), configured by `pipeline_args`.
 
-    Resumable: shards already finished in OUT are kept. `shard_size` None picks
-    `auto_shard_size`. Returns the preprocess.json dict.
+    SRC and OUT are folders, or with runner "beam" also URLs of Beam's file systems
+    (gs://..., files.py). Resumable: shards already finished in OUT are kept. `shard_size`
+    None picks `auto_shard_size`. Returns the preprocess.json dict.
     """
     start = time.time()
     check_options(options)
     if runner not in RUNNERS:
         raise FakefaceError(f"--runner must be one of {', '.join(RUNNERS)}, got {runner!r}")
+    for path in (src, out):
+        if files.scheme(path) and runner != "beam":
+            raise FakefaceError(f"{path}: SRC and OUT URLs ({files.scheme(path)}://...) are read "
+                                "and written by the Beam runner only; add --runner beam")
     if runner == "beam":
         from fakeface_tf import beam  # imports apache_beam (only here); says how to install it
     items, skipped, layout = find_items(src, seed, split)
@@ -359,13 +376,15 @@ def preprocess(src, out, options: FaceOptions = FaceOptions(), workers: int | No
     shard_size = shard_size or auto_shard_size(len(items))
     if shard_size < 1:
         raise FakefaceError(f"--shard-size must be >= 1, got {shard_size}")
-    out = Path(out).expanduser()
-    settings = {"src": str(Path(src).expanduser().resolve()), "layout": layout, "limit": limit,
-                "face": asdict(options), "shard_size": shard_size, "seed": seed,
+    out = files.location(out)
+    src = files.location(src)
+    settings = {"src": src if files.scheme(src) else str(src.resolve()), "layout": layout,
+                "limit": limit, "face": asdict(options), "shard_size": shard_size, "seed": seed,
                 "split": list(split) if layout.endswith("hash split") else "from folders"}
     _prepare_out(out, settings)
     plan = plan_shards(items, shard_size)
-    todo = [(name, chunk, str(out), options) for name, chunk in plan if not _is_done(out, name)]
+    done = _done_shards(out)
+    todo = [(name, chunk, str(out), options) for name, chunk in plan if name not in done]
     workers = max(1, min(workers or os.cpu_count() or 1, len(todo) or 1))
     bar = tqdm(total=len(items), desc="preprocess", unit="img", disable=not progress)
     bar.update(len(items) - sum(len(t[1]) for t in todo))
@@ -381,7 +400,7 @@ def preprocess(src, out, options: FaceOptions = FaceOptions(), workers: int | No
     bar.close()
 
     rows = _read_parts(out, [name for name, _ in plan]) + skipped
-    write_text_atomic(out / "manifest.csv", _csv_text(rows))
+    write_text_atomic(files.join(out, "manifest.csv"), _csv_text(rows))
     counts = _counts(rows)
     statuses = {s: sum(1 for r in rows if r["status"] == s) for s in (*STATUSES, "skipped")}
     summary = {
@@ -400,7 +419,7 @@ def preprocess(src, out, options: FaceOptions = FaceOptions(), workers: int | No
         "versions": _versions(),
         "seconds": round(time.time() - start, 2),
     }
-    write_text_atomic(out / "preprocess.json", json.dumps(summary, indent=2))
+    write_text_atomic(files.join(out, "preprocess.json"), json.dumps(summary, indent=2))
     return summary
 
 
@@ -414,7 +433,7 @@ def format_summary(summary: dict, out) -> str:
         "  status: " + ", ".join(f"{s} {n}" for s, n in summary["status"].items()),
     ]
     lines += [f"  warning: {w}" for w in summary["warnings"]]
-    lines.append(f"  manifest: {Path(out) / 'manifest.csv'} (one row per file, with the reason "
+    lines.append(f"  manifest: {files.join(out, 'manifest.csv')} (one row per file, with the reason "
                  "for every file without a face)")
     return "\n".join(lines)
 
@@ -423,8 +442,10 @@ def format_summary(summary: dict, out) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("src", help="image folder: {train,valid,test}/{real,fake}/ or real/ + fake/")
-    parser.add_argument("out", help="output folder for the TFRecord shards, manifest.csv, preprocess.json")
+    parser.add_argument("src", help="image folder: {train,valid,test}/{real,fake}/ or real/ + fake/ "
+                                    "(with --runner beam also a URL: gs://bucket/faces)")
+    parser.add_argument("out", help="output folder for the TFRecord shards, manifest.csv, "
+                                    "preprocess.json (with --runner beam also a URL)")
     parser.add_argument("--size", type=int, default=128, help="crop side in pixels (default 128)")
     parser.add_argument("--color", choices=("gray", "rgb"), default="gray", help="default gray")
     parser.add_argument("--workers", type=int, default=None, help="processes (default: CPU cores)")
