@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pandas as pd
 import yaml
-from scipy.stats import binomtest
 
 from fakeface_tf import artifacts
 from fakeface_tf.config import records_dir
@@ -267,6 +266,8 @@ def _fairness(root: Path) -> tuple[str, dict | None]:
 
 
 def _limits(evaluations: list[dict], robust: pd.DataFrame | None, fairness: dict | None) -> str:
+    from scipy.stats import binomtest  # not at import: `fakeface card --help` stays quick
+
     lines = [
         "## Known limits",
         "- Trained and judged on FFHQ real faces vs StyleGAN/StyleGAN2 faces, 256 px JPEG q75. "

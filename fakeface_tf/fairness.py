@@ -35,7 +35,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from fairlearn.metrics import MetricFrame, equalized_odds_difference
 from tqdm.auto import tqdm
 
 from fakeface_tf import plots
@@ -166,6 +165,8 @@ def group_metrics(y_true, y_pred, groups: pd.DataFrame, seed: int = 0,
     `y_true` is 1 for fake, `y_pred` 1 for called fake and NaN where no face was found
     (counted in `n_no_face`, left out of the other rates). Rates without cases are NaN.
     """
+    from fairlearn.metrics import MetricFrame  # imports scikit-learn: 1-2 s, not for --help
+
     t = np.asarray(y_true, dtype=np.int64)
     p = np.asarray(y_pred, dtype=np.float64)
     groups = groups.reset_index(drop=True).astype(str)
@@ -228,6 +229,8 @@ def comparison_name(attribute: str, unprivileged, privileged) -> str:
 def _equalized_odds(t: np.ndarray, p: np.ndarray, features: np.ndarray) -> dict:
     """fairlearn's equalized odds difference when every group has both classes; otherwise the
     FPR part only, said so (a TPR gap needs fakes in every group)."""
+    from fairlearn.metrics import MetricFrame, equalized_odds_difference
+
     scored = ~np.isnan(p)
     t, p, features = t[scored], p[scored].astype(int), features[scored]
     if t.size == 0:

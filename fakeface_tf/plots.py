@@ -8,14 +8,22 @@ is touched and the functions are safe to call from the web app's worker threads.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 CLASS_COLORS = {"real": "tab:blue", "fake": "tab:red"}
+
+
+def _figure(**kwargs) -> Figure:
+    """A new Figure; matplotlib loads on the first plot, not with the command line."""
+    from matplotlib.figure import Figure
+
+    return Figure(**kwargs)
 
 
 def _save(fig: Figure, path: str | Path, dpi: int = 110) -> Path:
@@ -40,7 +48,7 @@ def confusion_matrix(matrix: Sequence[Sequence[int]], path: str | Path,
                      title: str = "Confusion matrix (positive = fake)") -> Path:
     """2x2 counts laid out rows predicted fake/real, columns actual fake/real."""
     matrix = np.asarray(matrix, dtype=int)
-    fig = Figure(figsize=(4.2, 3.8))
+    fig = _figure(figsize=(4.2, 3.8))
     ax = fig.subplots()
     ax.imshow(matrix, cmap="Blues", vmin=0, vmax=max(1, matrix.max()))
     for (i, j), value in np.ndenumerate(matrix):
@@ -55,7 +63,7 @@ def confusion_matrix(matrix: Sequence[Sequence[int]], path: str | Path,
 
 def _two_class_figure(y_true: np.ndarray, draw, path: str | Path, title: str, what: str) -> Path:
     """A curve that needs both classes; with one class the panel says it is unavailable."""
-    fig = Figure(figsize=(4.5, 4.2))
+    fig = _figure(figsize=(4.5, 4.2))
     ax = fig.subplots()
     if _has_both_classes(y_true):
         draw(ax)
@@ -108,7 +116,7 @@ def reliability_diagram(y_true, scores, path: str | Path, n_bins: int = 10,
     from sklearn.calibration import calibration_curve
 
     y_true, scores = np.asarray(y_true), np.asarray(scores)
-    fig = Figure(figsize=(4.5, 5.2))
+    fig = _figure(figsize=(4.5, 5.2))
     top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
     if len(y_true):
         observed, predicted = calibration_curve(y_true, scores, n_bins=n_bins, pos_label=1)
@@ -127,7 +135,7 @@ def score_histograms(y_true, scores, path: str | Path, threshold: float | None =
                      title: str = "Scores per class") -> Path:
     """Distribution of P(fake) for real and for fake images, with the decision threshold."""
     y_true, scores = np.asarray(y_true), np.asarray(scores)
-    fig = Figure(figsize=(5.5, 3.8))
+    fig = _figure(figsize=(5.5, 3.8))
     ax = fig.subplots()
     bins = np.linspace(0, 1, 26)
     for name, label in (("real", 0), ("fake", 1)):
@@ -145,6 +153,8 @@ def score_histograms(y_true, scores, path: str | Path, threshold: float | None =
 def learning_curves(history: str | Path | pd.DataFrame, path: str | Path,
                     title: str = "Learning curves") -> Path:
     """One panel per metric of a Keras history (CSV or frame): training and validation."""
+    from matplotlib.ticker import MaxNLocator
+
     if isinstance(history, pd.DataFrame):
         frame = history
     else:
@@ -157,7 +167,7 @@ def learning_curves(history: str | Path | pd.DataFrame, path: str | Path,
              and c not in ("epoch", "lr", "learning_rate") and not c.startswith("val_")]
     cols = max(1, min(3, len(names)))
     rows = max(1, -(-len(names) // cols))
-    fig = Figure(figsize=(4 * cols, 3.3 * rows + 0.4))
+    fig = _figure(figsize=(4 * cols, 3.3 * rows + 0.4))
     axes = np.atleast_1d(fig.subplots(rows, cols)).ravel()
     for ax in axes[len(names):]:
         ax.axis("off")
@@ -182,7 +192,7 @@ def image_gallery(images: Sequence[np.ndarray], captions: Sequence[str], path: s
     cols = max(1, min(cols, n))
     rows = max(1, -(-n // cols))
     # Each row gets room for its crops and a two-line caption, so captions never overlap.
-    fig = Figure(figsize=(max(2.4 * cols, 6.0), 3.0 * rows + 0.6))
+    fig = _figure(figsize=(max(2.4 * cols, 6.0), 3.0 * rows + 0.6))
     axes = np.atleast_1d(fig.subplots(rows, cols)).ravel()
     for ax in axes:
         ax.axis("off")
@@ -204,7 +214,7 @@ def condition_bars(frame: pd.DataFrame, path: str | Path, metrics: Sequence[str]
     """Grouped bars of `metrics` per row of `frame` (e.g. per robustness condition or group)."""
     x = np.arange(len(frame))
     width = 0.8 / len(metrics)
-    fig = Figure(figsize=(max(6, 0.8 * len(frame) + 2), 4))
+    fig = _figure(figsize=(max(6, 0.8 * len(frame) + 2), 4))
     ax = fig.subplots()
     for i, metric in enumerate(metrics):
         values = pd.to_numeric(frame[metric], errors="coerce").to_numpy(dtype=float)
@@ -219,7 +229,7 @@ def condition_bars(frame: pd.DataFrame, path: str | Path, metrics: Sequence[str]
 
 def data_curve(table: pd.DataFrame, path: str | Path, title: str = "What more training faces buy") -> Path:
     """Test ROC-AUC and accuracy against the number of training faces (log2 axis)."""
-    fig = Figure(figsize=(6, 4))
+    fig = _figure(figsize=(6, 4))
     ax = fig.subplots()
     for column, label, marker in (("roc_auc", "ROC-AUC", "o"), ("accuracy", "accuracy", "s")):
         ax.plot(table["train_faces"], table[column], marker=marker, label=label)
@@ -246,7 +256,7 @@ def explanation(image: np.ndarray, heatmap: np.ndarray, path: str | Path, title:
     from matplotlib.colors import Normalize
 
     height, width = image.shape[:2]
-    fig = Figure(figsize=(5.2 * width / max(height, width) + 1.2, 5.2 * height / max(height, width) + 0.6))
+    fig = _figure(figsize=(5.2 * width / max(height, width) + 1.2, 5.2 * height / max(height, width) + 0.6))
     ax = fig.add_subplot()
     ax.imshow(image)
     ax.set_xticks([])
@@ -262,7 +272,7 @@ def group_rates(rows: pd.DataFrame, attribute: str, path: str | Path) -> Path:
     """Per-group FPR and FNR bars with 95 % CI whiskers. The y axis fits the bars, and a rate
     no group has (FNR where the data holds only real faces) gets no bar and no legend entry."""
     x = np.arange(len(rows))
-    fig = Figure(figsize=(max(6.0, 0.8 * len(rows) + 2), 3.6))
+    fig = _figure(figsize=(max(6.0, 0.8 * len(rows) + 2), 3.6))
     ax = fig.add_subplot()
     top, missing = 0.0, []
     for offset, metric, label, color in ((-0.2, "fpr", "FPR (real called fake)", "tab:red"),
@@ -292,7 +302,7 @@ def group_rates(rows: pd.DataFrame, attribute: str, path: str | Path) -> Path:
 
 def cell_heatmap(grid: pd.DataFrame, counts: pd.DataFrame, title: str, path: str | Path) -> Path:
     """A rate per cell of a two-way table (0..1 in reds), each cell labelled with its value and n."""
-    fig = Figure(figsize=(1.4 * grid.shape[1] + 2.5, 0.5 * grid.shape[0] + 1.5))
+    fig = _figure(figsize=(1.4 * grid.shape[1] + 2.5, 0.5 * grid.shape[0] + 1.5))
     ax = fig.add_subplot()
     values = grid.to_numpy(dtype=float)
     image = ax.imshow(values, cmap="Reds", vmin=0, vmax=1, aspect="auto")
@@ -310,7 +320,7 @@ def cell_heatmap(grid: pd.DataFrame, counts: pd.DataFrame, title: str, path: str
 
 def run_curves(histories: dict[str, pd.DataFrame], path: str | Path) -> Path:
     """Training/validation loss and validation AUC per epoch of each run (name -> history)."""
-    fig = Figure(figsize=(12, 4.5))
+    fig = _figure(figsize=(12, 4.5))
     ax_loss, ax_auc = fig.subplots(1, 2)
     for name, history in histories.items():
         epochs = history["epoch"] + 1
