@@ -26,9 +26,11 @@ class _Console(logging.Handler):
 
 
 def show(level: int = logging.INFO) -> None:
-    """Show the package's log lines on the console as plain text (idempotent)."""
+    """Show the package's log lines on the console as plain text (idempotent). They stop at
+    this handler: a root handler (absl adds one on its first log line) would print them again."""
     logger = logging.getLogger(PACKAGE)
     logger.setLevel(level)
+    logger.propagate = False
     if not any(isinstance(h, _Console) for h in logger.handlers):
         handler = _Console()
         handler.setFormatter(logging.Formatter("%(message)s"))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import importlib.abc
 import importlib.machinery
+import logging
 import os
 import re
 import sys
@@ -53,6 +54,7 @@ class _QuietLoader(importlib.abc.Loader):
     def exec_module(self, module):
         with filtered_stderr():
             self.loader.exec_module(module)
+        python_log_level()
 
 
 class _QuietFinder(importlib.abc.MetaPathFinder):
@@ -68,8 +70,20 @@ class _QuietFinder(importlib.abc.MetaPathFinder):
         return spec
 
 
+# TF_CPP_MIN_LOG_LEVEL -> the lowest level TensorFlow's Python logger shows, so that one setting
+# rules both halves: it otherwise prints "INFO:tensorflow:Assets written to ..." on every
+# SavedModel export, twice once absl has called logging.basicConfig().
+PYTHON_LEVELS = {"0": logging.INFO, "1": logging.WARNING, "2": logging.ERROR, "3": logging.CRITICAL}
+
+
+def python_log_level() -> None:
+    """Give TensorFlow's Python logger the threshold TF_CPP_MIN_LOG_LEVEL gives its C++ side."""
+    level = PYTHON_LEVELS.get(os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0"), logging.INFO)
+    logging.getLogger("tensorflow").setLevel(level)
+
+
 def install() -> None:
     """Quiet TensorFlow's logs for this process (a no-op once TensorFlow is imported)."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # Python-side INFO and WARNING lines
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # C++ INFO and WARNING lines
     if "tensorflow" not in sys.modules and not any(isinstance(f, _QuietFinder) for f in sys.meta_path):
         sys.meta_path.insert(0, _QuietFinder())
