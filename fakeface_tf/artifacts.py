@@ -62,7 +62,12 @@ def default_model_path() -> Path:
     )
 
 
-def _find_model(path: Path) -> Path:
+def find_model(path: str | Path) -> Path:
+    """The model file or SavedModel folder at `path` (a run folder, saved_models/ entry, .keras
+    file or SavedModel), without loading it: commands check their inputs before TensorFlow."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise FakefaceError(f"model not found: {path}")
     if path.is_file():
         if path.suffix != ".keras":
             raise FakefaceError(f"{path} is not a model: expected a .keras file or a model folder")
@@ -106,9 +111,7 @@ def _savedmodel_predictor(folder: Path):
 def load_model(path: str | Path) -> LoadedModel:
     """Load a model and what sits beside it (config.yaml, threshold.json)."""
     path = Path(path).expanduser()
-    if not path.exists():
-        raise FakefaceError(f"model not found: {path}")
-    model_path = _find_model(path)
+    model_path = find_model(path)
     root = path if path.is_dir() else path.parent
     config_file = next((p / "config.yaml" for p in (root, root.parent) if (p / "config.yaml").is_file()), None)
     config = load_config(config_file) if config_file else None

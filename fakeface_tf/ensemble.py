@@ -62,7 +62,11 @@ def ensemble(members: list[keras.Model], name: str = "ensemble") -> keras.Model:
 def build_from_runs(run_dirs: list, out: str | Path, batch_size: int = 64) -> Path:
     """Ensemble the best models of `run_dirs` (same crops), score it on their validation split
     and write a model folder like a run's: model.keras, saved_model/, config.yaml, metrics.json."""
-    from fakeface_tf import artifacts, data
+    from fakeface_tf import artifacts
+
+    for run in run_dirs:  # every path checked before TensorFlow loads
+        artifacts.find_model(run)
+    from fakeface_tf import data
     from fakeface_tf.export import (export_saved_model, exportable, save_environment,
                                     validation_metrics)
 

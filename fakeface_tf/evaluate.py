@@ -232,19 +232,28 @@ def iter_batches(loaded, data: str | Path, split: str = "test", batch_size: int 
 
     `data` is a TFRecords folder (crops made by `fakeface preprocess`) or an image folder
     with real/ and fake/ (optionally under <split>/), cut here with `faces.crop_files`."""
+    kind, folder = data_source(data, split)
+    if kind == "records":
+        yield from _record_batches(loaded, folder, split, batch_size, progress)
+    else:
+        yield from _folder_batches(loaded, folder, batch_size, progress)
+
+
+def data_source(data: str | Path, split: str = "test") -> tuple[str, Path]:
+    """("records", folder) or ("images", the folder holding real/ and fake/) for `data`;
+    checked before any model loads, so a wrong path fails at once."""
+    from fakeface_tf import records
+
     data = Path(data).expanduser()
     if not data.exists():
         raise FakefaceError(f"data not found: {data}")
-    from fakeface_tf import records
-
     if data.is_dir() and records.shard_files(data):
-        yield from _record_batches(loaded, data, split, batch_size, progress)
-        return
+        return "records", data
     base = _image_folder(data, split) if data.is_dir() else None
     if base is None:
         raise FakefaceError(f"{data} is neither a TFRecords folder nor an image folder with "
                             "real/ and fake/ subfolders")
-    yield from _folder_batches(loaded, base, batch_size, progress)
+    return "images", base
 
 
 def _keep_extremes(kept: list, scores, paths, images, k: int, highest: bool) -> list:
@@ -372,6 +381,8 @@ def evaluate(model_path: str | Path, data: str | Path, out: str | Path | None = 
     which inference reads): evaluating never changes a model unasked."""
     from fakeface_tf import artifacts
 
+    artifacts.find_model(model_path)
+    data_source(data, split)
     loaded = artifacts.load_model(model_path)
     chosen, source, record = resolve_threshold(loaded, data, threshold, target_fpr, batch_size,
                                                progress)
@@ -423,7 +434,12 @@ def learning_curve(run_dirs: list, data: str | Path, out: str | Path, split: str
     """Test accuracy (at each run's own validation-picked threshold) and ROC-AUC of runs that
     differ only in `data.train_fraction`: what more training faces buy. Writes
     `learning_curve.csv` and `learning_curve.png` into `out` and returns the table."""
-    from fakeface_tf import artifacts, data as data_lib
+    from fakeface_tf import artifacts
+
+    for run in run_dirs:  # every path checked before the first model loads
+        artifacts.find_model(run)
+    data_source(data, split)
+    from fakeface_tf import data as data_lib
 
     rows = []
     for run in run_dirs:

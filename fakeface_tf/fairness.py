@@ -422,13 +422,14 @@ def assess(model_path, labels_csv, out=None, threshold: float | None = None,
     model's folder/fairness) and returns the report (JSON-ready except the DataFrames `groups`,
     one row per group, and `scores`, one row per face).
     """
-    from fakeface_tf.artifacts import load_model
+    from fakeface_tf.artifacts import find_model, load_model
 
     if seed < 0 or n_boot < 1:
         raise FakefaceError(f"--seed must be >= 0 and --n-boot >= 1, got {seed} and {n_boot}")
-    model = load_model(model_path)
+    find_model(model_path)  # the cheap checks first: a wrong path fails in a second
     labels_csv = Path(labels_csv)
     df = load_labels(labels_csv, labels_format)
+    model = load_model(model_path)
     if all_rows and _trained_on(model, labels_csv):
         raise FakefaceError(f"{model.root} was trained on part of {labels_csv}; "
                             "assess its held-out part (drop --all-rows)")

@@ -32,10 +32,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    started = time.time()
+    root = data_root(args.data)  # before the stages load TensorFlow: a wrong path fails at once
     from fakeface_tf import card, data, evaluate, fairness, preprocess, robustness, train
 
-    started = time.time()
-    root = data_root(args.data)
     overrides = list(args.set)
     if args.data:
         overrides.append(f"data.root={root}")

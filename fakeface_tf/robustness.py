@@ -21,7 +21,7 @@ import pandas as pd
 from PIL import Image
 
 from fakeface_tf import plots
-from fakeface_tf.evaluate import compute_metrics, default_out, iter_batches
+from fakeface_tf.evaluate import compute_metrics, data_source, default_out, iter_batches
 from fakeface_tf.text import format_value
 
 Transform = Callable[[np.ndarray], np.ndarray]
@@ -79,6 +79,8 @@ def robustness(model_path: str | Path, data: str | Path, out: str | Path | None 
     from fakeface_tf import artifacts
 
     conditions = conditions or CONDITIONS
+    artifacts.find_model(model_path)
+    data_source(data, split)
     loaded = artifacts.load_model(model_path)
     labels, scores = [], {name: [] for name in conditions}
     rejected = 0

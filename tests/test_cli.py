@@ -6,12 +6,15 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from fakeface_tf.cli import COMMANDS
+from fakeface_tf.config import REPO_ROOT
 
 
 def _python(code: str, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, **env})
+                          env={**os.environ, **env}, cwd=REPO_ROOT)
 
 
 def test_tensorflow_starts_without_its_cpp_log_noise_but_keeps_other_stderr():
@@ -42,3 +45,30 @@ def test_subcommand_help_does_not_import_tensorflow():
                        "print(sorted({'tensorflow', 'keras', 'keras_tuner'} & set(sys.modules)))")
         assert done.returncode == 0, (command, done.stderr)
         assert done.stdout.splitlines()[-1] == "[]", command
+
+
+# A missing input of every kind, each answered with exit code 2 before TensorFlow loads.
+MISSING_INPUTS = {
+    "train": ["train", "no-such.yaml"],
+    "tune": ["tune", "no-such.yaml", "--space", "no-such-space.yaml"],
+    "ensemble": ["ensemble", "runs/no-such-a", "runs/no-such-b", "--out", "{tmp}/e"],
+    "evaluate model": ["evaluate", "no-such-model", "no-such-data"],
+    "evaluate data": ["evaluate", "saved_models/reference", "no-such-data"],
+    "robustness data": ["robustness", "saved_models/reference", "no-such-data"],
+    "learning-curve data": ["learning-curve", "saved_models/reference", "--data", "no-such-data",
+                            "--out", "{tmp}/lc"],
+    "fairness labels": ["fairness", "saved_models/reference", "no-such.csv"],
+    "predict": ["predict", "no-such.jpg"],
+    "preprocess": ["preprocess", "no-such-folder", "{tmp}/records"],
+    "main": ["main", "--data", "no-such-folder"],
+}
+
+
+@pytest.mark.parametrize("argv", MISSING_INPUTS.values(), ids=MISSING_INPUTS.keys())
+def test_a_missing_input_is_refused_before_tensorflow_loads(argv, tmp_path):
+    argv = [a.format(tmp=tmp_path) for a in argv]
+    done = _python("import sys\nfrom fakeface_tf.cli import main\n"
+                   f"code = main({argv!r})\n"
+                   "print(code, sorted({'tensorflow', 'keras'} & set(sys.modules)))")
+    assert done.stdout.splitlines()[-1] == "2 []", (done.stdout, done.stderr)
+    assert done.stderr.startswith("fakeface: error: ") and "no-such" in done.stderr
