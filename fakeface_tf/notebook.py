@@ -22,7 +22,7 @@ class Tour:
 
     fast: bool
     data: Path  # the raw images ($FAKEFACE_DATA, default ../shared/data)
-    out: Path  # outputs/notebooks/
+    out: Path  # outputs/notebooks/ (fast mode: outputs/notebooks-fast/)
     model: Path  # the shipped detector (saved_models/reference)
     limit: int | None  # faces per class and split folder to preprocess (None: all)
 
@@ -38,7 +38,8 @@ def setup() -> Tour:
     fast = os.environ.get(FAST_ENV) == "1"
     data, model = data_root(), default_model_path()  # resolved before the working folder moves
     os.chdir(REPO_ROOT)
-    tour = Tour(fast=fast, data=relative(data), out=Path("outputs", "notebooks"),
+    out = Path("outputs", "notebooks-fast" if fast else "notebooks")  # records never mix
+    tour = Tour(fast=fast, data=relative(data), out=out,
                 model=relative(model), limit=40 if fast else None)
     plt.rcParams["figure.dpi"] = 72  # keep the stored notebook small
     print(f"data: {tour.data}\nmodel: {tour.model}\nfast mode: {fast}")
