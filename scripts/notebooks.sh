@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Re-execute the guided-tour notebooks (01-05) in full mode and store their outputs in place:
-# what is committed. About 25 minutes on 2 CPU cores. CI runs them in fast mode instead
-# (scripts/test.sh, nbval), without touching the stored outputs.
+# what is committed. About 15 minutes on 2 CPU cores, 10 of them training two models in 02.
+# CI runs them in fast mode instead (scripts/test.sh, nbval, into outputs/notebooks-fast/),
+# without touching the stored outputs.
 set -euo pipefail
 source "$(dirname "$0")/bootstrap.sh"
 cd "$ROOT"
