@@ -82,6 +82,13 @@ def find_model(path: str | Path) -> Path:
     )
 
 
+def model_root(path: str | Path) -> Path:
+    """The folder of the model at `path`, where its companions sit (config.yaml,
+    threshold.json, face_cut.json): the folder itself, or a .keras file's parent."""
+    path = Path(path).expanduser()
+    return path if path.is_dir() else path.parent
+
+
 def _keras_predictor(model) -> Callable[[np.ndarray], np.ndarray]:
     def predict(images: np.ndarray) -> np.ndarray:
         images = np.asarray(images, dtype=np.float32)
@@ -112,7 +119,7 @@ def load_model(path: str | Path) -> LoadedModel:
     """Load a model and what sits beside it (config.yaml, threshold.json)."""
     path = Path(path).expanduser()
     model_path = find_model(path)
-    root = path if path.is_dir() else path.parent
+    root = model_root(path)
     config_file = next((p / "config.yaml" for p in (root, root.parent) if (p / "config.yaml").is_file()), None)
     config = load_config(config_file) if config_file else None
     run_dir = root if (root / "history.csv").is_file() else None

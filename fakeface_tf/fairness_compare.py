@@ -20,9 +20,11 @@ def compare(run_a, run_b, labels_csv, out=None, limit: int | None = None, seed: 
             progress: bool = True) -> pd.DataFrame:
     """Before/after table per group (n, FPR, FNR, accuracy) of two models on the same
     assessment faces; each model's full report lands in `out`/a and `out`/b."""
-    from fakeface_tf.artifacts import load_model
+    from fakeface_tf.artifacts import find_model, model_root
 
-    out = Path(out) if out else load_model(run_b).root / "fairness-compare"
+    for run in (run_a, run_b):  # both checked before the first one loads and is scored
+        find_model(run)
+    out = Path(out) if out else model_root(run_b) / "fairness-compare"
     kwargs = dict(limit=limit, seed=seed, labels_format=labels_format, n_boot=n_boot, progress=progress)
     tables = [assess(run, labels_csv, out=out / side, **kwargs)["groups"]
               for side, run in (("a", run_a), ("b", run_b))]

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from fakeface_tf.cli import COMMANDS
-from fakeface_tf.config import REPO_ROOT
+from fakeface_tf.config import REPO_ROOT, data_root
 
 
 def _python(code: str, **env: str) -> subprocess.CompletedProcess:
@@ -58,6 +58,8 @@ MISSING_INPUTS = {
     "learning-curve data": ["learning-curve", "saved_models/reference", "--data", "no-such-data",
                             "--out", "{tmp}/lc"],
     "fairness labels": ["fairness", "saved_models/reference", "no-such.csv"],
+    "fairness-compare second model": ["fairness-compare", "saved_models/reference", "no-such-run",
+                                      "{data}/fairness/labels.csv", "--out", "{tmp}/fc"],
     "predict": ["predict", "no-such.jpg"],
     "preprocess": ["preprocess", "no-such-folder", "{tmp}/records"],
     "main": ["main", "--data", "no-such-folder"],
@@ -66,7 +68,7 @@ MISSING_INPUTS = {
 
 @pytest.mark.parametrize("argv", MISSING_INPUTS.values(), ids=MISSING_INPUTS.keys())
 def test_a_missing_input_is_refused_before_tensorflow_loads(argv, tmp_path):
-    argv = [a.format(tmp=tmp_path) for a in argv]
+    argv = [a.format(tmp=tmp_path, data=data_root()) for a in argv]
     done = _python("import sys\nfrom fakeface_tf.cli import main\n"
                    f"code = main({argv!r})\n"
                    "print(code, sorted({'tensorflow', 'keras'} & set(sys.modules)))")
