@@ -100,16 +100,11 @@ def read_bytes(source: str | Path | bytes) -> bytes:
     """The bytes of a path, a URL or a byte string; a missing or empty file raises ImageError."""
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
-    elif files.scheme(source):  # a URL: gs://..., through Beam's file systems
+    else:  # a path, or a URL (gs://...) read through Beam's file systems: files.read_bytes
         try:
             data = files.read_bytes(source)
-        except FileNotFoundError:
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             raise ImageError(f"{source}: file not found") from None
-    else:
-        path = Path(source)
-        if not path.is_file():
-            raise ImageError(f"{path}: file not found")
-        data = path.read_bytes()
     if not data:
         raise EmptyImageError(f"{describe(source)}: empty file (0 bytes)")
     return data
