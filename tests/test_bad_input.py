@@ -132,3 +132,11 @@ def test_sixteen_bit_gray_is_scaled_to_eight_bits(tmp_path):
 def test_missing_file_names_the_path(tmp_path):
     with pytest.raises(images.ImageError, match="nothing.jpg: file not found"):
         images.load_image(tmp_path / "nothing.jpg")
+
+
+def test_a_folder_or_a_path_through_a_file_is_not_an_image_file(tmp_path):
+    (tmp_path / "folder.jpg").mkdir()
+    (tmp_path / "file.jpg").write_bytes(b"x")
+    for path in (tmp_path / "folder.jpg", tmp_path / "file.jpg" / "inner.jpg"):
+        with pytest.raises(images.ImageError, match=f"{path.name}: file not found"):
+            images.load_image(path)
