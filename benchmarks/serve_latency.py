@@ -4,7 +4,7 @@ Starts the server as a subprocess on a free port, posts sample faces to /api/pre
 (`--requests` sequentially, then `--requests` from `--clients` concurrent clients) for no
 explanation and for each method, after 20 warm-up requests per method, and prints
 p50/p95/max latency, errors, the server's peak RSS and its RSS before and after each
-method's measured requests (flat = no leak).
+method's measured requests (flat = no leak); RSS is anonymous RSS (benchmarks/rss.py).
 Goals on 2 cores: p50 <= 300 ms without explanation, <= 1.5 s with Grad-CAM++, 0 errors.
 
 Without --model it uses saved_models/reference, else builds the default-config model
@@ -22,14 +22,13 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 import numpy as np
-import psutil
+from rss import RssWatcher
 
 from fakeface_tf.config import data_root
 
@@ -56,22 +55,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-class RssWatcher(threading.Thread):
-    """Samples the server's resident memory every 50 ms; keeps the peak."""
-
-    def __init__(self, pid: int):
-        super().__init__(daemon=True)
-        self.process, self.peak, self.stop = psutil.Process(pid), 0, threading.Event()
-
-    def current(self) -> int:
-        return self.process.memory_info().rss
-
-    def run(self) -> None:
-        while not self.stop.is_set():
-            self.peak = max(self.peak, self.current())
-            time.sleep(0.05)
 
 
 def start_server(model: Path, port: int, extra: tuple[str, ...] = (),

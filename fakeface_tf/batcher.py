@@ -5,12 +5,20 @@ MTCNN and the classifier cost about 5x less per image in batches of 16 than one 
 waiting item, waits at most `max_wait` seconds for more (up to `max_batch`), and hands the
 batch to `run`. Items that arrived while a batch was running are picked up at once, so the
 wait only costs anything when the server is idle.
+
+Items are light or heavy (the server calls an image heavy when MTCNN has a large picture to
+search: seconds, not milliseconds). Heavy items never share a batch with light ones, and
+while light items are waiting, heavy batches get at most `heavy_share` of the worker's time:
+after a heavy batch that took t seconds, light batches run for t * (1 - share) / share
+seconds before the next heavy one (at once if no light item waits). So a stream of large or
+hostile photos slows small requests by a bounded factor instead of queueing them behind
+seconds of detection, and heavy items are never starved.
 """
 
 from __future__ import annotations
 
+import collections
 import logging
-import queue
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -35,49 +43,67 @@ class Batcher:
     """
 
     def __init__(self, run: Callable[[list], Iterable[tuple[int, object]]], max_batch: int = 16,
-                 max_wait: float = 0.005):
+                 max_wait: float = 0.005, heavy_share: float = 1 / 3):
         self.run, self.max_batch, self.max_wait = run, max_batch, max_wait
+        self.heavy_share = heavy_share
         self.seconds_per_item = 0.0  # moving average, for Retry-After estimates
-        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._cond = threading.Condition()
+        self._light: collections.deque[_Job] = collections.deque()
+        self._heavy: collections.deque[_Job] = collections.deque()
+        self._closing = False
+        self._light_owed = 0.0  # seconds of light batches due before the next heavy batch
         self._thread = threading.Thread(target=self._loop, name="fakeface-batcher", daemon=True)
         self._thread.start()
 
-    def submit(self, item) -> Future:
+    def submit(self, item, heavy: bool = False) -> Future:
         """Queue one item; cancel the returned Future to drop it if it has not started."""
         job = _Job(item)
-        self._queue.put(job)
+        with self._cond:
+            (self._heavy if heavy else self._light).append(job)
+            self._cond.notify()
         return job.future
 
     def close(self) -> None:
         """Finish the items already queued, then stop the worker."""
-        self._queue.put(None)
+        with self._cond:
+            self._closing = True
+            self._cond.notify()
         self._thread.join()
 
-    def _gather(self, first: _Job) -> tuple[list[_Job], bool]:
-        jobs, deadline = [first], time.monotonic() + self.max_wait
-        while len(jobs) < self.max_batch:
-            try:
-                job = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                break
-            if job is None:
-                return jobs, True
-            jobs.append(job)
-        return jobs, False
+    def _take(self, queue: collections.deque) -> list[_Job]:
+        return [queue.popleft() for _ in range(min(self.max_batch, len(queue)))]
+
+    def _next(self) -> tuple[list[_Job], bool] | None:
+        """The next batch and whether it is heavy; None once closed and drained."""
+        with self._cond:
+            while not (self._light or self._heavy or self._closing):
+                self._cond.wait()
+            if not (self._light or self._heavy):
+                return None
+            if self._heavy and (not self._light or self._light_owed <= 0):
+                return self._take(self._heavy), True
+            deadline = time.monotonic() + self.max_wait
+            while len(self._light) < self.max_batch and not self._closing:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._cond.wait(left)
+            return self._take(self._light), False
 
     def _loop(self) -> None:
-        closing = False
-        while not closing:
-            first = self._queue.get()
-            if first is None:
-                return
-            jobs, closing = self._gather(first)
+        while (batch := self._next()) is not None:
+            jobs, heavy = batch
             jobs = [job for job in jobs if job.future.set_running_or_notify_cancel()]
-            if jobs:
-                started = time.monotonic()
-                self._run(jobs)
-                per_item = (time.monotonic() - started) / len(jobs)
-                self.seconds_per_item = 0.8 * self.seconds_per_item + 0.2 * per_item
+            if not jobs:
+                continue
+            started = time.monotonic()
+            self._run(jobs)
+            took = time.monotonic() - started
+            if heavy:
+                self._light_owed = took * (1 - self.heavy_share) / self.heavy_share
+            else:
+                self._light_owed -= took
+            self.seconds_per_item = 0.8 * self.seconds_per_item + 0.2 * took / len(jobs)
 
     def _run(self, jobs: list[_Job]) -> None:
         try:

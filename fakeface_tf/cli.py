@@ -76,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
             args.passthrough = passthrough
         return int(args.func(args) or 0)
     except FakefaceError as exc:
-        print(f"fakeface: error: {exc}", file=sys.stderr)
+        message = " ".join(str(exc).splitlines())  # one line, whatever a message quotes
+        print(f"fakeface: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("fakeface: interrupted", file=sys.stderr)

@@ -28,6 +28,13 @@ STATUSES = ("ok", "no_face", "too_small", "low_confidence", "unreadable")
 DETECT_MAX_SIDE = 1024  # larger images are shrunk for detection only; crops use full resolution
 MIN_DETECT_SIDE = 12  # MTCNN's smallest input (its PNet window)
 DETECT_BATCH_PIXELS = 4_000_000  # pixels per MTCNN call: 64 faces of 256 px, 4 of 1024 px
+# Bounds on MTCNN's later work whatever a photo shows (mtcnn_bounded.py): without them, a photo
+# tiled with 1,024 small faces took ~20 GB. None binds on the sample photos (at most ~440
+# windows per scale and ~400 proposals per image, textures included), where the boxes found
+# are bit for bit mtcnn's own.
+MAX_PROPOSALS = 512  # first-stage proposals per image passed to RNet and ONet: the most confident
+PNET_WINDOWS = 4 * MAX_PROPOSALS  # PNet windows per image entering each NMS (per scale, across scales)
+STAGE_PIXELS = 64 * 48 * 48  # patch pixels per RNet / ONet call: 256 for RNet, 64 for ONet
 
 
 CUT_FILE = "face_cut.json"  # the face cut a model was trained on, saved beside the model
@@ -125,10 +132,13 @@ class FaceCrop:
 
 @functools.lru_cache(maxsize=1)
 def get_detector():
-    """The process-wide MTCNN (weights ship in the mtcnn wheel; built once per process)."""
+    """The process-wide MTCNN (weights ship in the mtcnn wheel; built once per process), its
+    stages bounded so memory does not grow with the faces in a photo (mtcnn_bounded.py)."""
     from mtcnn import MTCNN
 
-    return MTCNN()
+    from fakeface_tf.mtcnn_bounded import BoundedONet, BoundedPNet, BoundedRNet
+
+    return MTCNN(stages=[BoundedPNet, BoundedRNet, BoundedONet])
 
 
 def _detection_input(image: np.ndarray) -> tuple[np.ndarray, float]:

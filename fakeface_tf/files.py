@@ -166,6 +166,25 @@ def relative(path, folder) -> str:
     return Path(path).relative_to(folder).as_posix()
 
 
+def entries(folder) -> list[str]:
+    """The names of everything directly in `folder` (files, folders, links, pipes...), sorted;
+    [] if there is no such folder. For a URL: the first name of every object under it."""
+    if scheme(folder):
+        return sorted({relative(url, folder).split("/", 1)[0] for url in _match(folder, "**")})
+    return sorted(os.listdir(folder)) if Path(folder).is_dir() else []
+
+
+def display_name(text: str) -> str:
+    """A file name as the manifest and the records write it: UTF-8 text as it is; bytes that are
+    not UTF-8 (which Linux allows in names; Python keeps them as surrogate escapes) as \\xNN,
+    e.g. b"caf\\xe9.jpg" (Latin-1) -> "caf\\xe9.jpg". The result always encodes as UTF-8."""
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a surrogate no file system decode made: show it escaped
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return raw.decode("utf-8", "backslashreplace")
+
+
 def names(folder) -> list[str]:
     """The names of the files directly in `folder`, sorted ([] if there is no such folder)."""
     if scheme(folder):
@@ -211,10 +230,22 @@ def delete(path) -> None:
 # ------------------------------------------------------------------------ atomic writes
 
 
+# The temp names of `temp_path` (.NAME.PID.tmp) and `_replacing_url` (.NAME.HEX.tmp), each
+# followed by the saver's suffix if any: what a killed writer can leave beside NAME.
+TEMP_NAME = re.compile(r"\.(?P<name>.+)\.[0-9a-f]+\.tmp(?:\.\w+)?")
+
+
 def temp_path(path: str | os.PathLike, suffix: str = "") -> Path:
     """A hidden name beside `path`, unique to this process (`suffix` for savers that check it)."""
     path = Path(path)
     return path.with_name(f".{path.name}.{os.getpid()}.tmp{suffix}")
+
+
+def temp_target(name: str) -> str | None:
+    """The file name a temp file named `name` was being written for (`TEMP_NAME`), else None:
+    "train-00000-of-00001.tfrecord" for ".train-00000-of-00001.tfrecord.4242.tmp"."""
+    found = TEMP_NAME.fullmatch(name)
+    return found["name"] if found else None
 
 
 def _fsync(path: Path) -> None:

@@ -6,14 +6,24 @@ from the same pixels wherever it comes from, and a bad file fails the same way e
 - any decoder failure is a CorruptImageError naming the file (422), never a raw exception;
 - memory is bounded by design: the header is checked against `max_pixels` before any pixel
   is decoded, JPEGs are decoded at a reduced DCT scale, and every image is shrunk to at most
-  WORK_SIDE px on its longer side right after decoding, before any colour conversion.
+  WORK_SIDE px on its longer side right after decoding;
+- what a decode will hold is worked out from the header before any pixel is decoded
+  (`decode_cost`: the mode's bytes per pixel and its copies, per-row overhead, PNG row
+  buffers, TIFF tile and strip buffers, a progressive JPEG's whole-frame coefficients) and a
+  file that would need more than `decode_bytes_bound` is refused, as is a JPEG of more than
+  MAX_JPEG_SCANS scans (each scan is a pass over the whole frame);
+- a file is read only when it is at most MAX_FILE_BYTES long.
 """
 
 from __future__ import annotations
 
 import io
 import math
+import os
+import re
+import stat
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,20 +37,29 @@ from fakeface_tf.errors import FakefaceError
 FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF")
 EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 ACCEPTED = "JPEG, PNG, WebP, BMP, GIF (first frame) or TIFF"
-# Header cap. Decoding holds at most DECODE_BYTES_PER_PIXEL bytes per pixel at once (Pillow's
-# 4-byte pixels plus an 8-bit copy), so one decode of a 50 MP image needs at most ~250 MB.
-# JPEGs above it are decoded at a reduced DCT scale instead of refused.
+# Header cap. JPEGs above it are decoded at a reduced DCT scale instead of refused; any image
+# is also refused when its decode would hold more than decode_bytes_bound(max_pixels).
 MAX_PIXELS = 50_000_000
 # Longer side kept after decoding. Detection runs at <= 1024 px and crops are <= 256 px, so a
 # 2048 px image still gives any face bigger than 1/10 of the picture at full crop resolution,
 # and a decoded image never holds more than 12.6 MB however large the upload was.
 WORK_SIDE = 2048
-DECODE_BYTES_PER_PIXEL = 5
+# Files longer than this are refused before a byte is read: a 50 MP uncompressed RGB TIFF or
+# BMP (150 MB) fits, a 3 GB sparse file named .jpg does not.
+MAX_FILE_BYTES = 256 * 2**20
+# Scans a JPEG may have: libjpeg makes a pass over the whole frame for each (a progressive
+# JPEG has about 10). More is refused: 300 repeated scans of a small file cost 12 s of CPU.
+MAX_JPEG_SCANS = 100
+ROW_POINTER_BYTES = 8  # Pillow keeps one pointer per row of every image, however narrow
+DECODE_OVERHEAD = 4 * 2**20  # Python's and the decoders' own working memory, measured
 
 
 def decode_bytes_bound(max_pixels: int = MAX_PIXELS) -> int:
-    """The most memory one `load_image` call holds at once, for a header at `max_pixels`."""
-    return DECODE_BYTES_PER_PIXEL * max_pixels
+    """The most memory one `load_image` call may hold: what a square 8-bit RGB image of
+    `max_pixels` costs (`decode_cost`). Costlier headers (alpha, 16-bit, WebP, a tall strip,
+    TIFF tiles, progressive JPEG buffers) are refused above it, so this bounds every decode."""
+    side = math.isqrt(max_pixels)
+    return decode_cost("RGB", (side, side), Layout(buffer_bytes=2 * (3 * side + 1)))
 
 
 # Pillow warns about the corrupt data it skips; load_image reports what matters as an error.
@@ -96,17 +115,42 @@ def describe(source) -> str:
     return str(source) if isinstance(source, (str, Path)) else "image bytes"
 
 
-def read_bytes(source: str | Path | bytes) -> bytes:
-    """The bytes of a path, a URL or a byte string; a missing or empty file raises ImageError."""
+def _too_long(name: str, size: int, limit: int) -> ImageTooLargeError:
+    return ImageTooLargeError(f"{name}: the file is {size / 2**20:.0f} MB, above the "
+                              f"{limit / 2**20:.0f} MB limit")
+
+
+def _check_file(path, limit: int) -> None:
+    """Refuse a local file longer than `limit`, or one that is not a regular file (a device or
+    a pipe never ends), from its metadata; a missing path is left to the read to report."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return
+    if stat.S_ISDIR(info.st_mode):
+        return
+    if not stat.S_ISREG(info.st_mode):
+        raise ImageError(f"{path}: not a regular file")
+    if info.st_size > limit:
+        raise _too_long(str(path), info.st_size, limit)
+
+
+def read_bytes(source: str | Path | bytes, limit: int = MAX_FILE_BYTES) -> bytes:
+    """The bytes of a path, a URL or a byte string; a missing or empty file, or one longer than
+    `limit` (a local file is measured before it is read), raises ImageError."""
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
     else:  # a path, or a URL (gs://...) read through Beam's file systems: files.read_bytes
+        if not files.scheme(source):
+            _check_file(source, limit)
         try:
             data = files.read_bytes(source)
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             raise ImageError(f"{source}: file not found") from None
     if not data:
         raise EmptyImageError(f"{describe(source)}: empty file (0 bytes)")
+    if len(data) > limit:
+        raise _too_long(describe(source), len(data), limit)
     return data
 
 
@@ -152,6 +196,193 @@ def _why(exc: Exception) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+@dataclass
+class Layout:
+    """What a header says the decoder will hold besides the image itself (`layout`)."""
+
+    held_bytes: int = 0  # until the image is dropped: WebP's canvases
+    buffer_bytes: int = 0  # while decoding only: PNG's row and the one before it, a TIFF tile
+    # or strip, the coefficients of a progressive or multi-scan JPEG's whole frame
+    scans: int = 1  # JPEG scans
+    what: str = ""  # the largest of these, for messages
+
+
+def _storage(mode: str) -> int:
+    """Bytes per pixel Pillow stores `mode` in."""
+    return 1 if mode in ("1", "L", "P") else 2 if mode.startswith("I;16") else 4
+
+
+def _full_size_modes(mode: str, transparent: bool) -> list[str]:
+    """The full-size images alive at once between decoding and the shrink, as `_eight_bit` and
+    Pillow's resize make them: the decoded one, its 8-bit conversion, and the premultiplied
+    copy Pillow resizes an image with alpha in."""
+    if mode.startswith("I;16") or mode == "I":
+        return [mode, mode, "L"]  # point() keeps the mode, then convert("L")
+    if mode == "F":
+        return ["F", "L"]
+    if mode in ("RGBA", "LA"):
+        return [mode, mode[:-1] + "a"]
+    if mode == "PA" or (mode == "P" and transparent):
+        return [mode, "RGBA", "RGBa"]
+    if mode in ("L", "RGB"):
+        return [mode]
+    return [mode, "RGB"]
+
+
+def _resize_bytes(size: tuple[int, int], mode: str, side: int) -> int:
+    """Bytes of what Pillow's BOX resize makes shrinking an image of `mode` to `side`: reduce()
+    first (reducing_gap=2, which Pillow drops for the premultiplied copy of an image with
+    alpha), a row of filter weights per output pixel spanning its input, the horizontal pass
+    over all rows, and the result."""
+    width, height = size
+    scale = side / max(width, height)
+    if scale >= 1.0:
+        return 0
+    bpp = _storage(mode)
+    out_w, out_h = (max(1, round(v * scale)) for v in size)
+    total = out_w * out_h * bpp + out_h * ROW_POINTER_BYTES
+    if mode not in ("RGBa", "La"):
+        factor_x, factor_y = max(1, int(width / out_w / 2.0)), max(1, int(height / out_h / 2.0))
+        if factor_x > 1 or factor_y > 1:
+            width, height = -(-width // factor_x), -(-height // factor_y)
+            total += (width * bpp + ROW_POINTER_BYTES) * height
+    for source, out in ((width, out_w), (height, out_h)):
+        if source != out:
+            total += out * (2 * math.ceil(0.5 * source / out) + 1) * 8
+    if out_w != width:
+        total += (out_w * bpp + ROW_POINTER_BYTES) * height
+    return total
+
+
+def decode_cost(mode: str, size: tuple[int, int], layout: Layout, transparent: bool = False,
+                side: int = WORK_SIDE) -> int:
+    """Bytes `load_image` holds at its peak for an image of this mode and size (a JPEG's after
+    its draft) whose decoder holds `layout`, from its header alone: the largest of decoding
+    (the decoder's buffers and the image, a pointer per row), the full-size copies and
+    Pillow's resize down to `side`, and the small images after it."""
+    width, height = size
+    modes = _full_size_modes(mode, transparent)
+    decoded = (width * _storage(mode) + ROW_POINTER_BYTES) * height
+    decoding = layout.held_bytes + layout.buffer_bytes + decoded
+    copies = sum((width * _storage(m) + ROW_POINTER_BYTES) * height for m in modes)
+    shrinking = layout.held_bytes + copies + _resize_bytes(size, modes[-1], side)
+    # After the shrink: the image; with alpha, its RGBA copy and that composited onto white;
+    # the RGB image, and its bytes twice on the way into the array.
+    scale = min(1.0, side / max(width, height))
+    final = modes[-1].replace("a", "A")
+    per_pixel = _storage(final) + 4 + 2 * 3 + (8 if final in ("RGBA", "LA") else 0)
+    finishing = layout.held_bytes + per_pixel * math.ceil(width * scale) * math.ceil(height * scale)
+    return DECODE_OVERHEAD + max(decoding, shrinking, finishing)
+
+
+_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+_PROGRESSIVE = {0xC2, 0xC6, 0xCA, 0xCE}
+# The next marker: 0xFF then anything but stuffing (00), a fill byte (FF) or a restart (D0-D7).
+_NEXT_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
+MAX_JPEG_MARKERS = 10 * MAX_JPEG_SCANS  # segments walked; a real JPEG has a few dozen
+
+
+def _jpeg_layout(data: bytes, name: str) -> Layout:
+    """The first image's frame and scans, read from its markers: libjpeg keeps every
+    coefficient of the whole frame (2 bytes each) when the JPEG is progressive or its first
+    scan holds only some components, whatever the DCT scale it outputs at."""
+    pos, frame, first_scan, scans = 2, None, None, 0
+    for _ in range(MAX_JPEG_MARKERS):
+        found = _NEXT_MARKER.search(data, pos)
+        if found is None or found.end() + 2 > len(data):
+            break
+        marker = data[found.end() - 1]
+        if marker in (0x01, 0xD8):  # no segment follows
+            pos = found.end()
+            continue
+        if marker == 0xD9:  # EOI: later images of an MPO are not decoded
+            break
+        length = int.from_bytes(data[found.end():found.end() + 2], "big")
+        segment = data[found.end() + 2:found.end() + length]
+        pos = found.end() + max(length, 2)
+        if marker in _SOF and frame is None and len(segment) >= 6:
+            sampling = [(b >> 4, b & 15) for b in segment[7:6 + 3 * segment[5]:3]]
+            frame = (marker, int.from_bytes(segment[3:5], "big"), int.from_bytes(segment[1:3], "big"),
+                     sampling)
+        elif marker == 0xDA:
+            scans += 1
+            if first_scan is None and segment:
+                first_scan = segment[0]
+    else:
+        raise ImageTooLargeError(f"{name}: the JPEG has more than {MAX_JPEG_MARKERS} markers")
+    if frame is None or not frame[3] or not any(h * v for h, v in frame[3]):
+        return Layout(scans=scans)
+    marker, width, height, sampling = frame
+    if marker not in _PROGRESSIVE and (first_scan or len(sampling)) >= len(sampling):
+        return Layout(scans=scans)  # one interleaved scan: decoded an MCU row at a time
+    h_max, v_max = max(h for h, _ in sampling), max(v for _, v in sampling)
+    mcu_w, mcu_h = -(-width // (8 * h_max)), -(-height // (8 * v_max))
+    size = 128 * sum(mcu_w * h * mcu_h * v for h, v in sampling)
+    kind = "progressive" if marker in _PROGRESSIVE else "multi-scan"
+    return Layout(buffer_bytes=size, scans=scans, what=f"{size / 2**20:.0f} MB of {kind} JPEG "
+                  f"coefficients for the whole {width}x{height} frame, whatever the scale it is read at")
+
+
+def _tiff_layout(img: Image.Image, data: bytes) -> Layout:
+    """libtiff decodes a compressed TIFF a whole tile or strip at a time into a buffer of its
+    own (4 bytes a pixel through its RGBA interface for YCbCr or JPEG data), and Pillow hands
+    it a copy of the file; a tile may be far larger than the image it belongs to."""
+    tags = img.tag_v2
+    if tags.get(259, 1) == 1:  # uncompressed: Pillow's own decoder, row by row into the image
+        return Layout()
+    bits = tags.get(258, (8,))
+    bits = max(bits) if isinstance(bits, tuple) else bits
+    pixel = int(tags.get(277, 1)) * max(1, -(-int(bits) // 8))
+    if tags.get(262) == 6 or tags.get(259) in (6, 7):
+        pixel = max(pixel, 4)
+    width, height = img.size
+    if 322 in tags:
+        tile = (int(tags[322]), int(tags.get(323, 0)))
+        kind = "tile"
+    else:
+        tile = (width, min(int(tags.get(278, height)), height))
+        kind = "strip"
+    size = tile[0] * tile[1] * pixel
+    return Layout(buffer_bytes=size + len(data),
+                  what=f"a {tile[0]}x{tile[1]} TIFF {kind} of {size / 2**20:.0f} MB")
+
+
+def layout(img: Image.Image, data: bytes, name: str = "image bytes") -> Layout:
+    """What decoding `img` (opened from `data`) buffers besides its pixels, from the header."""
+    if img.format in ("JPEG", "MPO"):
+        return _jpeg_layout(data, name)
+    if img.format == "PNG" and data[12:16] == b"IHDR":
+        width, depth, color = int.from_bytes(data[16:20], "big"), data[24], data[25]
+        channels = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}.get(color, 4)
+        row = 1 + -(-width * channels * depth // 8)
+        return Layout(buffer_bytes=2 * row, what=f"two PNG rows of {row / 2**20:.0f} MB each")
+    if img.format == "TIFF":
+        return _tiff_layout(img, data)
+    if img.format == "WEBP":  # libwebp's canvas and previous canvas, and the frame as bytes
+        size = 12 * img.size[0] * img.size[1] + len(data)
+        return Layout(held_bytes=size, what=f"{size / 2**20:.0f} MB of WebP frame buffers")
+    return Layout()
+
+
+def _check_cost(img: Image.Image, data: bytes, name: str, budget: int, side: int = WORK_SIDE,
+                header_size: tuple[int, int] | None = None) -> None:
+    """Refuse, before any pixel is decoded, a JPEG with too many scans or an image whose decode
+    would hold more than `budget` bytes (ImageTooLargeError, naming the limit). `img.size` is
+    what will be decoded (a JPEG's draft), `header_size` what its header says."""
+    plan = layout(img, data, name)
+    if plan.scans > MAX_JPEG_SCANS:
+        raise ImageTooLargeError(f"{name}: the JPEG has {plan.scans} scans, above the limit of "
+                                 f"{MAX_JPEG_SCANS}")
+    transparent = img.mode == "P" and "transparency" in img.info
+    cost = decode_cost(img.mode, img.size, plan, transparent, side)
+    if cost > budget:
+        held = f" ({plan.what})" if max(plan.held_bytes, plan.buffer_bytes) > cost / 4 else ""
+        width, height = header_size or img.size
+        raise ImageTooLargeError(f"{name}: decoding this {width}x{height} {img.mode} "
+                                 f"{img.format} would take {cost / 2**20:.0f} MB{held}, above the "
+                                 f"{budget / 2**20:.0f} MB limit per image")
+
+
 def _eight_bit(img: Image.Image) -> Image.Image:
     """The image in an 8-bit mode (L, LA, RGB or RGBA) without float64 copies."""
     if img.mode.startswith("I;16"):  # Pillow's linear point() stays 16-bit; convert then clips
@@ -160,10 +391,10 @@ def _eight_bit(img: Image.Image) -> Image.Image:
         return img.point(lambda v: v * (255.0 / 65535.0)).convert("L")
     if img.mode == "F":
         return img.convert("L")  # Pillow clips floats to 0..255
-    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
-        return img.convert("RGBA" if img.mode != "LA" else "LA")
-    if img.mode in ("L", "RGB"):
+    if img.mode in ("L", "LA", "RGB", "RGBA"):
         return img
+    if img.mode == "PA" or (img.mode == "P" and "transparency" in img.info):
+        return img.convert("RGBA")
     return img.convert("RGB")  # 1, P, CMYK, YCbCr, LAB, HSV
 
 
@@ -198,14 +429,15 @@ def load_image(source: str | Path | bytes, max_pixels: int = MAX_PIXELS,
         raise ImageTooLargeError(f"{name}: {width}x{height} is {width * height / 1e6:.0f} megapixels, "
                                  f"above the {max_pixels / 1e6:.0f} MP limit")
     try:
-        orientation = img.getexif().get(0x0112)
         if img.format in ("JPEG", "MPO"):  # decode at the smallest DCT scale still >= max_side
             scale = min(1.0, max_side / max(width, height))
             img.draft(img.mode, (math.ceil(width * scale), math.ceil(height * scale)))
-        img.load()
         if img.size[0] * img.size[1] > max_pixels:
             raise ImageTooLargeError(f"{name}: {width}x{height} is above the "
                                      f"{max_pixels / 1e6:.0f} MP limit even at 1/8 scale")
+        _check_cost(img, data, name, decode_bytes_bound(max_pixels), max_side, (width, height))
+        orientation = img.getexif().get(0x0112)  # after the check: a PNG's EXIF may follow its pixels
+        img.load()
         img = _shrink(_eight_bit(img), max_side)
         if orientation in _TRANSPOSE:
             img = img.transpose(_TRANSPOSE[orientation])

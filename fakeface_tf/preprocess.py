@@ -11,6 +11,17 @@ SRC is the 140k layout (`{train,valid,test}/{real,fake}/`, optionally inside
 `real-vs-fake/`) or a folder with `real/` and `fake/`, split by a seeded hash of each
 file's relative path (the same file always lands in the same split).
 
+manifest.csv has one row for every entry under the class folders: each image file with its
+face or the reason it has none, and every other entry (another extension, a hidden file, a
+FIFO, socket or device, a dangling link, a link to a folder, a folder named like an image)
+as `skipped` with what it is. Nothing but a regular file is ever opened (a FIFO would block).
+A path is written as `files.display_name` writes it, in the manifest and in the records
+alike: bytes of a name that are not UTF-8 as \\xNN; the hash split reads that same text.
+
+OUT is preprocess's own folder: absent, empty, or holding only what an earlier run wrote
+(then it is resumed). Anything else in it is refused unless `overwrite`, and even then kept:
+preprocess deletes only its own outputs and their temp names (`files.TEMP_NAME`).
+
 With `--runner beam`, SRC and OUT may also be URLs of Beam's file systems (gs://, s3://,
 hdfs://...): listing, reading and every write go through the helpers of files.py, which call
 Beam's FileSystems for a URL and the local file system otherwise, so both take this same code.
@@ -30,6 +41,7 @@ import os
 import platform
 import queue
 import signal
+import stat
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -41,8 +53,9 @@ from tqdm.auto import tqdm
 from fakeface_tf import __version__, files
 from fakeface_tf.errors import FakefaceError
 from fakeface_tf.faces import STATUSES, FaceOptions, check_options
-from fakeface_tf.images import list_images
-from fakeface_tf.files import write_text_atomic
+from fakeface_tf.files import display_name, write_text_atomic
+from fakeface_tf.images import is_image_file
+from fakeface_tf.text import short
 
 MAX_SHARD_SIZE = 256  # 4 MB of 128x128 gray crops; small enough to resume cheaply
 CROP_BATCH = 16  # images per MTCNN call; the Beam runner cuts the same batches (beam.py)
@@ -52,6 +65,9 @@ SPLIT_ALIASES = {"train": "train", "valid": "valid", "validation": "valid", "val
 MANIFEST_FIELDS = ["path", "split", "label", "status", "reason", "shard",
                    "x", "y", "w", "h", "angle", "confidence"]
 PARTS_DIR = ".parts"  # per-shard manifest parts and the settings of the run
+SETTINGS_FILE = "settings.json"  # in PARTS_DIR: written first, it marks OUT as preprocess's
+MANIFEST_FILE = "manifest.csv"
+SUMMARY_FILE = "preprocess.json"
 IMBALANCE_RATIO = 0.8  # warn when the smaller class is under 80% of the larger
 RUNNERS = ("local", "beam")  # local: this machine's process pool; beam: fakeface_tf/beam.py
 
@@ -69,19 +85,98 @@ class Item:
 # ---------------------------------------------------------------------------- planning
 
 
+def _what_it_is(entry: os.DirEntry) -> tuple[str, str] | None:
+    """None for a regular file (or a link to one) that can be read; else (status, reason).
+    Only stat()ed, never opened."""
+    try:
+        mode = os.stat(entry.path).st_mode  # follows a link; a FIFO is not opened
+    except FileNotFoundError:
+        return ("skipped", "a link to nothing (dangling symlink)" if entry.is_symlink()
+                else "gone while SRC was listed")
+    except OSError as exc:  # a link loop, a name too long...
+        return "skipped", f"cannot be followed ({exc.strerror or exc})"
+    if stat.S_ISDIR(mode):
+        return "skipped", "a link to a folder (not followed)"  # real folders are walked
+    if stat.S_ISREG(mode):
+        if not os.access(entry.path, os.R_OK):
+            return "unreadable", "permission denied"
+        return None
+    kind = ("a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode)
+            else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a special file")
+    return "skipped", f"{kind}, not a regular file"
+
+
+IMAGE_NAMED_FOLDER = ("skipped", "a folder, not an image file (its contents are listed)")
+
+
+def list_entries(folder) -> list[tuple]:
+    """Every entry under `folder`, sorted by path, as (path, status, reason): status None for a
+    regular file to read, else what `_what_it_is` says. Folders are walked, but links to folders
+    are not (no loop can trap the walk); a folder named like an image is an entry of its own.
+    For a URL: its objects, which are all files, and the "folders" in their names."""
+    found: list[tuple] = []
+    if files.scheme(folder):
+        folders = set()
+        for url in files.walk(folder):
+            found.append((url, None, None))
+            parts = files.relative(url, folder).split("/")[:-1]
+            folders.update("/".join(parts[:n + 1]) for n, part in enumerate(parts)
+                           if is_image_file(part))
+        found += [(files.join(folder, *rel.split("/")), *IMAGE_NAMED_FOLDER) for rel in folders]
+        return sorted(found, key=lambda entry: entry[0].split("/"))
+    stack = [Path(folder)]
+    while stack:  # a stack, not recursion: any depth of folders
+        current = stack.pop()
+        try:
+            with os.scandir(current) as listing:
+                children = list(listing)
+        except OSError as exc:
+            found.append((current, "unreadable", f"a folder that cannot be listed "
+                                                  f"({exc.strerror or exc})"))
+            continue
+        for entry in children:
+            path = Path(entry.path)
+            if entry.is_dir(follow_symlinks=False):
+                stack.append(path)
+                if is_image_file(entry.name):
+                    found.append((path, *IMAGE_NAMED_FOLDER))
+                continue
+            found.append((path, *(_what_it_is(entry) or (None, None))))
+    return sorted(found, key=lambda entry: entry[0])
+
+
 def class_files(folder, root, label: str, split: str | None, skipped: list[dict]) -> list[Item]:
-    """The image files under one class folder; other files are appended to `skipped`."""
-    images, others = list_images(folder)
-    for path in others:
-        skipped.append({"path": files.relative(path, root), "split": split or "", "label": label,
-                        "status": "skipped",
-                        "reason": f"not an image file extension ({Path(path).suffix or 'none'})"})
-    return [Item(str(path), files.relative(path, root), label, split or "") for path in images]
+    """The image files under one class folder; a row for every other entry is appended to
+    `skipped` (`list_entries`: other extensions, hidden files, FIFOs, dangling links...)."""
+    items = []
+    for path, status, reason in list_entries(folder):
+        rel = display_name(files.relative(path, root))
+        name = Path(str(path)).name
+        if status is None and name.startswith("."):
+            status, reason = "skipped", "a hidden file (its name starts with '.')"
+        elif status is None and not is_image_file(name):
+            status = "skipped"
+            reason = f"not an image file extension ({display_name(Path(name).suffix) or 'none'})"
+        if status is None:
+            items.append(Item(str(path), rel, label, split or ""))
+        else:
+            skipped.append({"path": rel, "split": split or "", "label": label, "status": status,
+                            "reason": display_name(reason)})
+    return items
+
+
+def _name_bytes(text: str) -> bytes:
+    """A name as bytes for hashing: os.fsencode's UTF-8 (surrogate escapes back to their bytes)."""
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogatepass")
 
 
 def hash_split(rel: str, seed: int, fractions: tuple[float, float, float]) -> str:
-    """train/valid/test for a relative path, from a seeded SHA-256: stable across runs."""
-    digest = hashlib.sha256(f"{seed}:{rel}".encode()).hexdigest()
+    """train/valid/test for a relative path, from a seeded SHA-256 of its UTF-8 bytes (any
+    name: surrogate escapes hash as the bytes they stand for): stable across runs."""
+    digest = hashlib.sha256(f"{seed}:".encode() + _name_bytes(rel)).hexdigest()
     u = int(digest[:16], 16) / 16**16
     if u < fractions[0]:
         return "train"
@@ -119,7 +214,7 @@ def find_items(src: str | os.PathLike, seed: int = 0,
 def limit_items(items: list[Item], limit: int, seed: int = 0) -> list[Item]:
     """At most `limit` items per (split, label), chosen by a seeded hash: stable and unbiased."""
     def key(item: Item) -> str:
-        return hashlib.sha256(f"limit:{seed}:{item.rel}".encode()).hexdigest()
+        return hashlib.sha256(f"limit:{seed}:".encode() + _name_bytes(item.rel)).hexdigest()
 
     kept: dict[tuple[str, str], list[Item]] = {}
     for item in sorted(items, key=key):
@@ -189,9 +284,11 @@ def _init_worker(progress_queue, threads: int) -> None:
 
 
 def _manifest_row(item: Item, crop, shard: str) -> dict:
+    """One image's row; its reason may quote the file's path, so it is written as its name is
+    (`display_name`): rows always encode as UTF-8, in the CSV and through Beam's coders."""
     x, y, w, h = crop.box
     return {"path": item.rel, "split": item.split, "label": item.label, "status": crop.status,
-            "reason": crop.reason, "shard": shard if crop.ok else "",
+            "reason": display_name(crop.reason), "shard": shard if crop.ok else "",
             "x": round(x, 2), "y": round(y, 2), "w": round(w, 2), "h": round(h, 2),
             "angle": round(crop.angle, 3), "confidence": round(crop.confidence, 4)}
 
@@ -271,8 +368,8 @@ def _run_pool(tasks: list, workers: int, bar) -> None:
 
 
 def _versions() -> dict:
-    packages = ("tensorflow-cpu", "keras", "mtcnn", "opencv-python-headless", "pillow", "numpy",
-                "apache-beam")
+    packages = ("tensorflow", "tensorflow-cpu", "keras", "mtcnn", "opencv-python-headless",
+                "pillow", "numpy", "apache-beam")
     found = {"fakeface_tf": __version__, "python": platform.python_version()}
     for name in packages:
         try:
@@ -309,15 +406,81 @@ def _read_parts(out, names: list[str]) -> list[dict]:
     return rows
 
 
-def _prepare_out(out, settings: dict) -> None:
-    """Create OUT (clear error if impossible), refuse to mix runs with other settings and
-    clear the temp files a killed run left."""
+def _is_shard(name: str) -> bool:
+    """True for a name `records.shard_name` gives."""
+    from fakeface_tf import records
+
+    split, _, rest = name.partition("-")
+    index, of, total = rest.removesuffix(".tfrecord").partition("-of-")
+    return (split in records.SPLITS and name.endswith(".tfrecord") and bool(of)
+            and index.isdigit() and total.isdigit() and records.shard_name(
+                split, int(index), int(total)) == name)
+
+
+def _own_output(name: str) -> bool:
+    """A name preprocess writes directly in OUT."""
+    return name in (MANIFEST_FILE, SUMMARY_FILE) or _is_shard(name)
+
+
+def _own_part(name: str) -> bool:
+    """A name preprocess writes in OUT/PARTS_DIR (".write-test": earlier versions' probe)."""
+    return (name in (SETTINGS_FILE, ".write-test")
+            or (name.endswith(".csv") and _is_shard(name.removesuffix(".csv"))))
+
+
+def _out_contents(out) -> tuple[list[str], bool]:
+    """(what in OUT preprocess did not write, whether OUT holds an earlier run of it).
+
+    An earlier run is marked by PARTS_DIR/SETTINGS_FILE, the first file a run writes. In a
+    marked OUT, preprocess's own names (manifest, summary, shards, parts) are its own; in an
+    unmarked one they are someone else's. The temp name of an own name (`files.TEMP_NAME`:
+    what a killed write leaves) is its own either way."""
+    parts = files.join(out, PARTS_DIR)
+    marked = files.is_file(files.join(parts, SETTINGS_FILE))
+
+    def foreign(name: str, own) -> bool:
+        target = files.temp_target(name)
+        return not (own(target) if target is not None else marked and own(name))
+
+    found = [name for name in files.entries(out)
+             if name != PARTS_DIR and foreign(name, _own_output)]
+    found += [f"{PARTS_DIR}/{name}" for name in files.entries(parts) if foreign(name, _own_part)]
+    return found, marked
+
+
+def _clear(out, overwrite: bool) -> None:
+    """Delete the temp files killed writes left in OUT (never finished, never read) and, with
+    `overwrite`, the earlier run's outputs; SETTINGS_FILE stays until the new one replaces it,
+    so a run killed in here still refuses to resume on the old settings. Only own names."""
+    for folder, own in ((out, _own_output), (files.join(out, PARTS_DIR), _own_part)):
+        for name in files.names(folder):  # files only
+            target = files.temp_target(name)
+            if (own(target) if target is not None
+                    else overwrite and own(name) and name != SETTINGS_FILE):
+                files.delete(files.join(folder, name))
+
+
+def _prepare_out(out, settings: dict, overwrite: bool = False) -> list[str]:
+    """Check OUT is preprocess's own (`_out_contents`) or `overwrite` is given, refuse to mix
+    runs with other settings, clear temp files (and with `overwrite` the earlier outputs),
+    then mark OUT with the settings (clear error if OUT cannot be written). Returns what in OUT
+    preprocess did not write."""
     parts = files.join(out, PARTS_DIR)  # an unknown URL scheme is a FakefaceError here
+    saved = files.join(parts, SETTINGS_FILE)
     try:
+        foreign, marked = _out_contents(out)
+        if foreign and not overwrite:
+            names = ", ".join(display_name(name) for name in foreign[:3])
+            raise FakefaceError(
+                f"{out} holds {len(foreign)} file(s) preprocess did not write ({names}"
+                f"{', ...' if len(foreign) > 3 else ''}); give an empty or new OUT folder, or add "
+                "--overwrite to write beside them (they are kept)")
+        if marked and not overwrite and _saved_settings(saved) != settings:
+            raise FakefaceError(f"{out} holds shards made with other settings ({saved}); use a "
+                                "new OUT folder, or add --overwrite to replace them")
+        _clear(out, overwrite and marked)
         files.make_dirs(parts)
-        probe = files.join(parts, ".write-test")
-        files.write_bytes_atomic(probe, b"")
-        files.delete(probe)
+        write_text_atomic(saved, json.dumps(settings, indent=2, sort_keys=True))  # also the probe
     except FakefaceError:
         raise
     except Exception as exc:  # OSError; for a URL also the cloud client's own errors
@@ -325,15 +488,15 @@ def _prepare_out(out, settings: dict) -> None:
             raise
         raise FakefaceError(f"cannot write to OUT {out}: "
                             f"{getattr(exc, 'strerror', None) or exc}") from None
-    saved = files.join(parts, "settings.json")
-    if files.is_file(saved) and json.loads(files.read_bytes(saved)) != settings:
-        raise FakefaceError(f"{out} holds shards made with other settings ({saved}); "
-                            "use a new OUT folder or delete it")
-    for folder in (out, parts):  # temp files of a killed run: never finished, never read
-        for name in files.names(folder):
-            if name.endswith(".tmp"):
-                files.delete(files.join(folder, name))
-    write_text_atomic(saved, json.dumps(settings, indent=2, sort_keys=True))
+    return foreign
+
+
+def _saved_settings(path) -> dict | None:
+    """The settings an earlier run saved; None if they cannot be read as JSON."""
+    try:
+        return json.loads(files.read_bytes(path))
+    except ValueError:
+        return None
 
 
 def parse_split(text: str) -> tuple[float, float, float]:
@@ -342,14 +505,16 @@ def parse_split(text: str) -> tuple[float, float, float]:
     except ValueError:
         parts = ()
     if len(parts) != 3 or min(parts) < 0 or abs(sum(parts) - 1.0) > 1e-6:
-        raise FakefaceError(f"--split expects three fractions summing to 1, e.g. 0.8,0.1,0.1; got {text!r}")
+        raise FakefaceError("--split expects three fractions summing to 1, e.g. 0.8,0.1,0.1; "
+                            f"got {short(text)}")
     return parts
 
 
 def preprocess(src, out, options: FaceOptions = FaceOptions(), workers: int | None = None,
                shard_size: int | None = None, seed: int = 0,
                split: tuple[float, float, float] = (0.8, 0.1, 0.1), progress: bool = True,
-               limit: int | None = None, runner: str = "local", pipeline_args=()) -> dict:
+               limit: int | None = None, runner: str = "local", pipeline_args=(),
+               overwrite: bool = False) -> dict:
     """Crop every face in SRC into OUT's shards, manifest.csv and preprocess.json.
 
     `limit` keeps at most that many files per split and class (a seeded hash picks them),
@@ -357,8 +522,10 @@ def preprocess(src, out, options: FaceOptions = FaceOptions(), workers: int | No
     shards on Apache Beam (fakeface_tf/beam.py), configured by `pipeline_args`.
 
     SRC and OUT are folders, or with runner "beam" also URLs of Beam's file systems
-    (gs://..., files.py). Resumable: shards already finished in OUT are kept. `shard_size`
-    None picks `auto_shard_size`. Returns the preprocess.json dict.
+    (gs://..., files.py). Resumable: shards already finished in OUT are kept. An OUT holding
+    files preprocess did not write is refused unless `overwrite`, which keeps those files and
+    redoes every shard (`_prepare_out`). `shard_size` None picks `auto_shard_size`. Returns
+    the preprocess.json dict.
     """
     start = time.time()
     check_options(options)
@@ -368,6 +535,9 @@ def preprocess(src, out, options: FaceOptions = FaceOptions(), workers: int | No
         if files.scheme(path) and runner != "beam":
             raise FakefaceError(f"{path}: SRC and OUT URLs ({files.scheme(path)}://...) are read "
                                 "and written by the Beam runner only; add --runner beam")
+    if display_name(str(out)) != str(out):  # TensorFlow opens record files by UTF-8 path only
+        raise FakefaceError(f"OUT {display_name(str(out))}: name a folder whose path is UTF-8 "
+                            "text (TensorFlow cannot write records to this one)")
     if runner == "beam":
         from fakeface_tf import beam  # imports apache_beam (only here); says how to install it
     items, skipped, layout = find_items(src, seed, split)
@@ -381,7 +551,7 @@ def preprocess(src, out, options: FaceOptions = FaceOptions(), workers: int | No
     settings = {"src": src if files.scheme(src) else str(src.resolve()), "layout": layout,
                 "limit": limit, "face": asdict(options), "shard_size": shard_size, "seed": seed,
                 "split": list(split) if layout.endswith("hash split") else "from folders"}
-    _prepare_out(out, settings)
+    foreign = _prepare_out(out, settings, overwrite)
     plan = plan_shards(items, shard_size)
     done = _done_shards(out)
     todo = [(name, chunk, str(out), options) for name, chunk in plan if name not in done]
@@ -400,7 +570,7 @@ def preprocess(src, out, options: FaceOptions = FaceOptions(), workers: int | No
     bar.close()
 
     rows = _read_parts(out, [name for name, _ in plan]) + skipped
-    write_text_atomic(files.join(out, "manifest.csv"), _csv_text(rows))
+    write_text_atomic(files.join(out, MANIFEST_FILE), _csv_text(rows))
     counts = _counts(rows)
     statuses = {s: sum(1 for r in rows if r["status"] == s) for s in (*STATUSES, "skipped")}
     summary = {
@@ -410,7 +580,8 @@ def preprocess(src, out, options: FaceOptions = FaceOptions(), workers: int | No
         "records": {s: sum(by.get("ok", 0) for by in counts.get(s, {}).values())
                     for s in ("train", "valid", "test")},
         "counts": counts,
-        "warnings": _balance_warnings({s: c for s, c in counts.items() if s != "none"}),
+        "warnings": _balance_warnings({s: c for s, c in counts.items() if s != "none"})
+        + _foreign_records_warnings(foreign),
         "shards": [name for name, _ in plan],
         "shards_reused": len(plan) - len(todo),
         "runner": runner,
@@ -419,8 +590,20 @@ def preprocess(src, out, options: FaceOptions = FaceOptions(), workers: int | No
         "versions": _versions(),
         "seconds": round(time.time() - start, 2),
     }
-    write_text_atomic(files.join(out, "preprocess.json"), json.dumps(summary, indent=2))
+    write_text_atomic(files.join(out, SUMMARY_FILE), json.dumps(summary, indent=2))
     return summary
+
+
+def _foreign_records_warnings(foreign: list[str]) -> list[str]:
+    """A warning when OUT holds .tfrecord files of someone else's: readers of OUT read every
+    *.tfrecord in it (records.shard_files)."""
+    found = [display_name(name) for name in foreign if name.endswith(".tfrecord")
+             and files.temp_target(name) is None and "/" not in name]
+    if not found:
+        return []
+    return [f"OUT also holds {len(found)} .tfrecord file(s) preprocess did not write "
+            f"({', '.join(found[:3])}{', ...' if len(found) > 3 else ''}); "
+            "readers of OUT read them too"]
 
 
 def format_summary(summary: dict, out) -> str:
@@ -433,7 +616,8 @@ def format_summary(summary: dict, out) -> str:
         "  status: " + ", ".join(f"{s} {n}" for s, n in summary["status"].items()),
     ]
     lines += [f"  warning: {w}" for w in summary["warnings"]]
-    lines.append(f"  manifest: {files.join(out, 'manifest.csv')} (one row per file, with the reason "
+    manifest = display_name(str(files.join(out, MANIFEST_FILE)))  # stdout takes UTF-8 only
+    lines.append(f"  manifest: {manifest} (one row per file, with the reason "
                  "for every file without a face)")
     return "\n".join(lines)
 
@@ -465,6 +649,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--limit", type=int, default=None,
                         help="at most N files per split and class (seeded pick; quick trials)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="write into an OUT holding other files (they are kept; files named "
+                             "like preprocess's outputs are replaced) and redo every shard")
     parser.add_argument("--runner", choices=RUNNERS, default="local",
                         help="local: processes on this machine (default); beam: Apache Beam, "
                              "given its pipeline options after `--` (pip install -e '.[beam]')")
@@ -482,6 +669,6 @@ def run(args: argparse.Namespace) -> int:
     summary = preprocess(args.src, args.out, options, workers=args.workers,
                          shard_size=args.shard_size, seed=args.seed, split=parse_split(args.split),
                          progress=not args.no_progress, limit=args.limit, runner=args.runner,
-                         pipeline_args=args.passthrough)
+                         pipeline_args=args.passthrough, overwrite=args.overwrite)
     print(format_summary(summary, args.out))
     return 0

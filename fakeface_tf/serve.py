@@ -6,13 +6,18 @@ base64 PNGs: the original with the face box, the heatmap as a transparent layer,
 blended overlay.
 
 Built to hold up under hostile uploads and load:
+- connections: a request head must arrive within `header_timeout`, and idle sockets give way
+  to new clients under the per-client and total connection caps (`connections.py`);
 - uploads are parsed in memory with a hard size cap and a time limit on reading the body;
 - at most `max_pending` requests are in flight; the next one gets 503 with Retry-After;
-- images are decoded by `images.load_image` (the one decode function, bounded memory) under
-  a concurrency limit sized from memory, then micro-batched through MTCNN and the model;
-- bad input is answered 400/408/413/415/422 with a reason, a client that hangs up is one log
-  line, and a crash is a generic 500 whose request id is also in the log;
-- every response carries security headers and an X-Request-ID.
+- images are decoded by `images.load_image` (the one decode function, bounded memory) in
+  `decode_workers` worker processes, each with a hard memory cap and a time limit, killed and
+  replaced when their request times out or its client leaves (`isolation.py`); the RGB arrays
+  they return are micro-batched through MTCNN and the model in this process;
+- bad input is answered 400/408/413/415/422 with a reason (values echoed back are cut to
+  ECHO_CHARS), a client that hangs up is one log line, and a crash is a generic 500 whose
+  request id is also in the log;
+- every response carries security headers and an X-Request-ID, and none names the server.
 """
 
 from __future__ import annotations
@@ -40,22 +45,20 @@ from starlette.requests import ClientDisconnect
 
 from fakeface_tf import memory
 from fakeface_tf.batcher import Batcher
+from fakeface_tf.connections import ConnectionLimits, protocol_class
 from fakeface_tf.errors import FakefaceError
-from fakeface_tf.images import (
-    MAX_PIXELS,
-    CorruptImageError,
-    EmptyImageError,
-    ImageTooLargeError,
-    NotAnImageError,
-    decode_bytes_bound,
-    load_image,
-)
+from fakeface_tf.images import CorruptImageError, EmptyImageError, ImageTooLargeError, NotAnImageError
 from fakeface_tf.inference import EXPLAIN_METHODS, Detector, to_png
+from fakeface_tf.isolation import DecodePool
 
 log = logging.getLogger("fakeface.serve")
 STATIC = Path(__file__).parent / "static"
 FORM_OVERHEAD = 64 * 1024  # multipart boundaries, part headers and the text fields
 DISPLAY_SIDE = 1024  # images sent back to the page are shrunk to this longer side
+ECHO_CHARS = 64  # a value quoted back in an error is cut to this many characters
+# Images above this many pixels go through MTCNN in the batcher's heavy lane (batcher.py):
+# searching a large photo takes seconds, a face-sized one milliseconds.
+HEAVY_PIXELS = 640 * 640
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
@@ -74,14 +77,14 @@ class Limits:
     max_pending: int = 32  # requests in flight (reading, queued or running); more: 503
     body_timeout: float = 30.0  # seconds to receive the whole upload; slower: 408
     request_timeout: float = 60.0  # seconds from arrival to answer; longer: 503
-    decode_memory_mb: float = 512.0  # memory for images being decoded at once
+    decode_workers: int = 2  # worker processes decoding uploads, so uploads decoded at once
+    # Memory each decode worker may take on, a hard cap (more: 413); None: what any upload
+    # images.py accepts needs (isolation.default_memory_mb, ~350 MB for 10 MB uploads).
+    decode_memory_mb: float | None = None
+    decode_timeout: float = 20.0  # seconds one decode may take; longer: its worker is killed, 413
     max_batch: int = 8  # images per pass through MTCNN and the model (16 holds ~350 MB more)
     max_wait_ms: float = 5.0  # how long an idle server waits to fill a batch
-
-    @property
-    def decode_slots(self) -> int:
-        """Concurrent decodes that fit in decode_memory_mb, each at its worst case."""
-        return max(1, int(self.decode_memory_mb * 2**20 // decode_bytes_bound(MAX_PIXELS)))
+    connections: ConnectionLimits = ConnectionLimits()  # head time-out, connection caps
 
 
 class UploadTooLarge(FakefaceError):
@@ -98,6 +101,10 @@ class WrongMediaType(FakefaceError):
 
 class UploadTimeout(FakefaceError):
     """The body did not arrive within the time limit (408)."""
+
+
+class ClientGone(Exception):
+    """The client hung up while its request was being decoded or scored."""
 
 
 class ServerBusy(FakefaceError):
@@ -130,7 +137,8 @@ async def read_upload(request: Request, max_bytes: int) -> tuple[bytes, dict[str
     """The `file` part's bytes and the text fields of a multipart request, all in memory.
 
     The body is refused from its Content-Length when that is over the cap, and reading stops
-    as soon as more than cap + FORM_OVERHEAD bytes have arrived.
+    as soon as more than cap + FORM_OVERHEAD bytes have arrived. A malformed body is one INFO
+    line in the log (python_multipart's own ERROR lines are silenced in create_app).
     """
     content_type = request.headers.get("content-type", "")
     if not content_type.startswith("multipart/form-data"):
@@ -157,13 +165,20 @@ async def read_upload(request: Request, max_bytes: int) -> tuple[bytes, dict[str
             parser.write(chunk)
         parser.finalize()
     except (FormParserError, ValueError) as exc:
-        raise BadUpload(f"malformed multipart body ({exc})") from None
+        reason = echo(str(exc))
+        log.info("request %s: malformed multipart body (%s)", request.state.request_id, reason)
+        raise BadUpload(f"malformed multipart body ({reason})") from None
     if "file" not in files:
         raise BadUpload("no file uploaded: send the image in a multipart field named 'file'")
     data = files["file"].file_object.getvalue()
     if len(data) > max_bytes:
         raise too_large
     return data, fields
+
+
+def echo(value: str) -> str:
+    """A client's value as an error message may quote it: cut to ECHO_CHARS characters."""
+    return value if len(value) <= ECHO_CHARS else value[: ECHO_CHARS - 1] + "…"
 
 
 def _name(part) -> str:
@@ -193,23 +208,37 @@ def _parse_explain(value: str | None) -> str | None:
     if value in ("", "none"):
         return None
     if value not in EXPLAIN_METHODS:
-        raise BadUpload(f"explain must be none or one of {', '.join(EXPLAIN_METHODS)}, got {value!r}")
+        raise BadUpload(f"explain must be none or one of {', '.join(EXPLAIN_METHODS)}, got {echo(value)!r}")
     return value
 
 
 def _parse_images(value: str | None) -> bool:
     value = (value or "all").strip().lower()
     if value not in ("all", "none"):
-        raise BadUpload(f"images must be all or none, got {value!r}")
+        raise BadUpload(f"images must be all or none, got {echo(value)!r}")
     return value == "all"
 
 
-def _decode(data: bytes):
-    """Decode one upload, then hand freed decoder buffers back to the OS."""
+async def _disconnected(request: Request) -> None:
+    """Return once the client has hung up (its body has been read: nothing else can come)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def unless_disconnected(request: Request, work):
+    """The result of awaiting `work`, which is cancelled (stopping its decode worker or taking
+    it out of the batch queue) if the client hangs up first or this request is cancelled."""
+    task, gone = asyncio.ensure_future(work), asyncio.ensure_future(_disconnected(request))
     try:
-        return load_image(data)
+        await asyncio.wait({task, gone}, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        memory.release()
+        gone.cancel()
+        if not task.done():
+            task.cancel()
+            await asyncio.wait({task})
+    if task.cancelled():
+        raise ClientGone()
+    return task.result()
 
 
 def model_identity(detector: Detector) -> dict:
@@ -278,18 +307,23 @@ def create_app(model_path: str | Path | None = None, limits: Limits = Limits(),
                cors_origins: list[str] | None = None, detector: Detector | None = None) -> FastAPI:
     """The web app for one model (loaded once; pass `detector` to share a loaded one)."""
     detector = detector or Detector.load(model_path)
+    logging.getLogger("python_multipart").setLevel(logging.CRITICAL)  # read_upload logs these once
     identity = model_identity(detector)
     max_bytes = int(limits.max_upload_mb * 2**20)
     batcher = Batcher(_predict_batch(detector), limits.max_batch, limits.max_wait_ms / 1000)
-    decode_slots = asyncio.Semaphore(limits.decode_slots)
+    decoders = DecodePool(limits.decode_workers, limits.decode_memory_mb, limits.decode_timeout,
+                          max_bytes=max_bytes)
     pending = 0
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
+        decoders.start()
         yield
         batcher.close()
+        decoders.close()
 
     app = FastAPI(title="fakeface", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
+    app.state.decoders = decoders
     app.add_middleware(Guard)
     if cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=list(cors_origins),
@@ -309,6 +343,12 @@ def create_app(model_path: str | Path | None = None, limits: Limits = Limits(),
         log.info("request %s: client disconnected during upload", request.state.request_id)
         return Response(status_code=400)  # nobody is listening any more
 
+    @app.exception_handler(ClientGone)
+    async def client_left(request: Request, exc: ClientGone) -> Response:
+        log.info("request %s: client disconnected before its answer; its work was stopped",
+                 request.state.request_id)
+        return Response(status_code=400)
+
     @app.get("/api/health")
     async def health() -> dict:
         return {
@@ -319,7 +359,13 @@ def create_app(model_path: str | Path | None = None, limits: Limits = Limits(),
             "explain_methods": list(detector.explain_methods),
             "max_upload_mb": limits.max_upload_mb,
             "pending": pending,
+            "decoders_ready": decoders.available(),
         }
+
+    async def verdict(data: bytes, explain: str | None):
+        image = await decoders.decode(data)
+        heavy = image.shape[0] * image.shape[1] > HEAVY_PIXELS
+        return await asyncio.wrap_future(batcher.submit((image, explain), heavy))
 
     @app.post("/api/predict")
     async def predict(request: Request) -> dict:
@@ -336,10 +382,8 @@ def create_app(model_path: str | Path | None = None, limits: Limits = Limits(),
                     raise UploadTimeout(f"the upload took longer than {limits.body_timeout:g} s") from None
                 explain = _parse_explain(fields.get("explain"))
                 with_images = _parse_images(fields.get("images"))
-                async with decode_slots:
-                    image = await run_in_threadpool(_decode, data)
+                result = await unless_disconnected(request, verdict(data, explain))
                 del data
-                result = await asyncio.wrap_future(batcher.submit((image, explain)))
                 return await run_in_threadpool(payload, result, with_images)
         except TimeoutError:
             raise ServerBusy(f"server busy: no answer within {limits.request_timeout:g} s; retry later",
@@ -369,34 +413,63 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="seconds to receive an upload, else 408 (default: %(default)s)")
     parser.add_argument("--request-timeout", type=float, default=default.request_timeout,
                         help="seconds to answer a request, else 503 (default: %(default)s)")
+    parser.add_argument("--decode-workers", type=int, default=default.decode_workers,
+                        help="worker processes decoding uploads, so decodes at once "
+                             "(default: %(default)s)")
     parser.add_argument("--decode-memory-mb", type=float, default=default.decode_memory_mb,
-                        help="memory for decoding uploads at once; sets how many decode in "
-                             "parallel (default: %(default)s)")
+                        help="memory each decode worker may use, a hard cap; a decode needing more "
+                             "is 413 (default: what any accepted upload needs, ~350 MB)")
+    parser.add_argument("--decode-timeout", type=float, default=default.decode_timeout,
+                        help="seconds one decode may take; longer: its worker is killed and the "
+                             "upload gets 413 (default: %(default)s)")
     parser.add_argument("--max-batch", type=int, default=default.max_batch,
                         help="images per pass through MTCNN and the model (default: %(default)s)")
+    connections = default.connections
+    parser.add_argument("--header-timeout", type=float, default=connections.header_timeout,
+                        help="seconds for a request head to arrive, else the connection is closed "
+                             "(default: %(default)s)")
+    parser.add_argument("--max-connections", type=int, default=connections.max_connections,
+                        help="open connections in all; over it, idle ones are closed, else 503 "
+                             "(default: %(default)s)")
+    parser.add_argument("--max-per-client", type=int, default=connections.max_per_client,
+                        help="open connections per client address; raise it behind a proxy "
+                             "(default: %(default)s)")
     parser.add_argument("--cors", action="append", metavar="ORIGIN",
                         help="allow this origin cross-site (repeatable; CORS is off by default)")
+
+
+def server_config(app, limits: Limits, host: str = "127.0.0.1", port: int = 8000):
+    """uvicorn's settings for `app`: the guarded h11 protocol, no `server` header, no
+    concurrency cap of uvicorn's own (idle sockets counted in it: see connections.py)."""
+    import uvicorn
+
+    return uvicorn.Config(app, host=host, port=port, log_level="warning", timeout_keep_alive=5,
+                          http=protocol_class(limits.connections, SECURITY_HEADERS), server_header=False)
 
 
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
+    connections = ConnectionLimits(header_timeout=args.header_timeout, max_connections=args.max_connections,
+                                   max_per_client=args.max_per_client)
     limits = Limits(max_upload_mb=args.max_upload_mb, max_pending=args.max_pending,
                     body_timeout=args.body_timeout, request_timeout=args.request_timeout,
-                    decode_memory_mb=args.decode_memory_mb, max_batch=args.max_batch)
-    for name in ("max_upload_mb", "max_pending", "body_timeout", "request_timeout",
-                 "decode_memory_mb", "max_batch"):
-        if getattr(limits, name) <= 0:
-            raise FakefaceError(f"--{name.replace('_', '-')} must be positive, got {getattr(limits, name)}")
+                    decode_workers=args.decode_workers, decode_memory_mb=args.decode_memory_mb,
+                    decode_timeout=args.decode_timeout, max_batch=args.max_batch, connections=connections)
+    for name in ("max_upload_mb", "max_pending", "body_timeout", "request_timeout", "decode_workers",
+                 "decode_memory_mb", "decode_timeout", "max_batch", "header_timeout", "max_connections",
+                 "max_per_client"):
+        value = getattr(args, name)
+        if value is not None and value <= 0:
+            raise FakefaceError(f"--{name.replace('_', '-')} must be positive, got {value}")
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     log.setLevel(logging.INFO)
-    logging.getLogger("python_multipart").setLevel(logging.ERROR)  # malformed bodies are answered 400
     memory.tame_malloc()
     detector = Detector.load(args.model)
-    detector.warmup()
+    detector.warmup(limits.max_batch)
     app = create_app(limits=limits, cors_origins=args.cors, detector=detector)
     print(f"fakeface: serving {detector.model.root.name} on http://{args.host}:{args.port}/ "
-          f"({limits.decode_slots} decodes and {limits.max_pending} requests at once)", flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", timeout_keep_alive=5,
-                limit_concurrency=2 * limits.max_pending + 16)
+          f"({limits.decode_workers} decode workers of {app.state.decoders.memory_mb:.0f} MB, "
+          f"{limits.max_pending} requests at once)", flush=True)
+    uvicorn.Server(server_config(app, limits, args.host, args.port)).run()
     return 0

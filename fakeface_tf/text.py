@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import reprlib
 
 import numpy as np
 
@@ -16,3 +17,26 @@ def format_value(value, ci=None, missing: str = "unavailable") -> str:
     if ci and not any(c is None or math.isnan(c) for c in ci):
         text += f" [{ci[0]:.3f}, {ci[1]:.3f}]"
     return text
+
+
+class _ShortRepr(reprlib.Repr):
+    """reprlib's bounded repr; an int too long to print in full is named by its digit count
+    (repr() itself refuses ints over 4,300 digits)."""
+
+    def repr_int(self, x, level):
+        if x.bit_length() > 4 * self.maxlong:
+            return f"<an integer of about {int(x.bit_length() * 0.30103) + 1} digits>"
+        return super().repr_int(x, level)
+
+
+_REPR = _ShortRepr()
+_REPR.maxlevel, _REPR.maxstring, _REPR.maxlong, _REPR.maxother = 3, 80, 40, 80
+_REPR.maxlist = _REPR.maxtuple = _REPR.maxdict = _REPR.maxset = _REPR.maxfrozenset = 4
+
+
+def short(value, width: int = 64) -> str:
+    """A value echoed in an error message: its repr on one line, cut to at most `width`
+    characters ("..." marks the cut). Built with reprlib, so a huge or deeply nested value
+    (a YAML bomb, a 5,000-digit number) costs no more than a small one."""
+    text = _REPR.repr(value)
+    return text if len(text) <= width else text[:max(0, width - 3)] + "..."

@@ -18,9 +18,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import yaml
-
-from fakeface_tf.config import Config, apply_overrides, load_config
+from fakeface_tf.config import Config, apply_overrides, load_config, read_yaml
 from fakeface_tf.errors import FakefaceError
 
 if TYPE_CHECKING:
@@ -34,7 +32,7 @@ def load_space(path: str | Path, cfg: Config) -> kt.HyperParameters:
     path = Path(path)
     if not path.is_file():
         raise FakefaceError(f"search space file not found: {path}")
-    space = yaml.safe_load(path.read_text()) or {}
+    space = read_yaml(path) or {}
     if not isinstance(space, dict) or not space:
         raise FakefaceError(f"{path}: expected a mapping of config keys to ranges")
     hp = kt.HyperParameters()

@@ -223,7 +223,8 @@ def test_resume_on_cloud_paths_redoes_only_a_lost_shard_and_clears_temp_files(ru
     shutil.copytree(runs / "src", fakefs / "src", symlinks=True)
     lost = records.shard_name("test", 0, 1)
     (fakefs / "out" / lost).unlink()
-    stale = [fakefs / "out" / f".{lost}.0123abcd.tmp", fakefs / "out" / ".parts" / ".x.csv.1.tmp"]
+    stale = [fakefs / "out" / f".{lost}.0123abcd.tmp",
+             fakefs / "out" / ".parts" / f".{lost}.csv.1.tmp"]
     for path in stale:  # temp objects of a worker killed between upload and rename
         path.write_bytes(b"half")
     summary = preprocess.preprocess("fakefs://src", "fakefs://out", FaceOptions(size=64),

@@ -116,3 +116,49 @@ def test_level_false_keeps_the_face_unrotated(sample_root):
     image = images.load_image(sample_root / "faces" / "real" / "zoya_00011.jpg")
     crop = faces.extract_face(image, faces.FaceOptions(level=False))
     assert crop.ok and crop.angle == 0.0
+
+
+def test_bounded_nms_keeps_exactly_the_boxes_mtcnns_nms_keeps():
+    """mtcnn_bounded.nms, a few IoU rows at a time, against mtcnn's own N x N NMS: random boxes
+    in three images, ties in confidence, empty boxes, both overlap rules, sorted or not."""
+    from mtcnn.utils.bboxes import smart_nms_from_bboxes
+
+    from fakeface_tf import mtcnn_bounded
+
+    rng = np.random.default_rng(1)
+    for trial in range(12):
+        n = int(rng.integers(0, 600))
+        corner = rng.uniform(0, 200, (n, 2))
+        size = rng.uniform(0, 40, (n, 2)) * (rng.random((n, 1)) > 0.05)  # some empty boxes
+        boxes = np.column_stack([rng.integers(0, 3, n), corner, corner + size, rng.random(n)])
+        boxes[:, 5] = np.round(boxes[:, 5], 1 if trial % 2 else 6)
+        for method in ("union", "min"):
+            for initial_sort in (True, False):
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    expected = smart_nms_from_bboxes(boxes.copy(), 0.5, method=method,
+                                                     initial_sort=initial_sort)
+                found = mtcnn_bounded.nms(boxes.copy(), 0.5, method, initial_sort)
+                assert found.tobytes() == expected.tobytes(), (trial, method, initial_sort)
+        first = mtcnn_bounded.nms(boxes.copy(), 0.5, limit=5)
+        expected = smart_nms_from_bboxes(boxes.copy(), 0.5)
+        assert first.tobytes() == mtcnn_bounded.first_per_image(expected, 5).tobytes()
+
+
+def test_bounded_detector_finds_what_mtcnn_finds_on_sample_photos(sample_root):
+    """The capped, chunked stages change nothing on ordinary photos: the same detections, bit
+    for bit, as mtcnn's own MTCNN, for faces batched together and for textures that make PNet
+    propose hundreds of windows."""
+    from mtcnn import MTCNN
+
+    paths = sorted((sample_root / "faces" / "real").glob("*.jpg"))[:4]
+    paths += sorted((sample_root / "faces" / "fake").glob("*.jpg"))[:4]
+    textures = [sample_root / "nonface" / f"skimage_{name}.jpg"
+                for name in ("gravel", "grass", "motorcycle_left")]
+    bounded, plain = faces.get_detector(), MTCNN()
+    for group in (paths, textures):
+        shown = [faces._detection_input(images.load_image(p))[0] for p in group]
+        with np.errstate(divide="ignore", invalid="ignore"):  # mtcnn's NMS on empty boxes
+            assert repr(faces._detect(shown, bounded)) == repr(faces._detect(shown, plain))
+    windows = bounded.stages[0].windows  # the last group's: the textures
+    assert 0 < windows <= faces.PNET_WINDOWS
+    assert max(bounded.stages[0].proposals) < faces.MAX_PROPOSALS

@@ -9,7 +9,7 @@ import os
 import numpy as np
 import pytest
 
-from fakeface_tf import cli, data, faces, preprocess, records
+from fakeface_tf import cli, data, faces, files, preprocess, records
 from fakeface_tf.errors import FakefaceError
 
 
@@ -74,8 +74,10 @@ def test_resume_redoes_only_the_unfinished_shards(small_run):
     names = [records.shard_name("train", i, 3) for i in range(3)]
     before = {n: os.stat(out / n).st_mtime_ns for n in names}
     manifest_before = read_manifest(out)
-    # A killed run: shard 1 never renamed (only its .tmp exists), shard 2 lost its manifest part.
-    (out / names[1]).rename(out / (names[1] + ".tmp"))
+    # A killed run: shard 1 never renamed (only its temp file exists), shard 2 lost its
+    # manifest part.
+    temp = files.temp_path(out / names[1])
+    (out / names[1]).rename(temp)
     (out / preprocess.PARTS_DIR / f"{names[2]}.csv").unlink()
     summary = preprocess.preprocess(root / "src", out, options, workers=1, shard_size=2,
                                     split=(1.0, 0.0, 0.0), progress=False)
@@ -83,7 +85,7 @@ def test_resume_redoes_only_the_unfinished_shards(small_run):
     assert summary["shards_reused"] == 1
     assert after[names[0]] == before[names[0]]
     assert after[names[1]] != before[names[1]] and after[names[2]] != before[names[2]]
-    assert not (out / (names[1] + ".tmp")).exists()
+    assert not temp.exists()
     assert read_manifest(out) == manifest_before
     assert len(records.read_all(out, "train")) == 6
 
