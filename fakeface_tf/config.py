@@ -7,10 +7,12 @@ run folder, so the same file reproduces the same run.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import hashlib
 import json
+import math
 import os
 import typing
 from dataclasses import dataclass, field
@@ -20,6 +22,7 @@ import yaml
 
 from fakeface_tf.errors import FakefaceError
 from fakeface_tf.files import write_text_atomic
+from fakeface_tf.text import short
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DATA_ENV = "FAKEFACE_DATA"
@@ -31,6 +34,15 @@ OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 SCHEDULES = ("constant", "cosine")
 COLORS = ("gray", "rgb")
 STRATEGIES = ("none", "mirrored", "multiworker")
+CACHE_FROZEN = ("auto", "memory", "disk", "off")  # where training.cache_frozen keeps the maps
+# Values that were renamed, per key (old -> new): configs written before still load.
+OLD_VALUES = {"training.cache_frozen": {True: "auto", False: "off"}}
+# Keys that moved (old -> new): configs written before still load, and --set takes either.
+MOVED_KEYS = {"mixed_precision": "training.mixed_precision"}
+# Bounds of a YAML config (read_yaml): real configs are ~1 KB, 3 levels deep, short numbers.
+MAX_CONFIG_BYTES = 1 << 20
+MAX_DEPTH = 20
+MAX_INT_CHARS = 32
 
 DOWNLOAD_HINT = (
     "Download the Kaggle '140k Real and Fake Faces' set (layout real-vs-fake/{train,valid,test}/"
@@ -122,11 +134,21 @@ class TrainingConfig:
     steps_per_epoch: int = 0  # 0 = the whole training split each epoch
     label_smoothing: float = 0.0
     # Frozen layers of a pretrained backbone: run them once over the data and train only the
-    # rest (flips are precomputed; other augmentations need the full model each step).
-    cache_frozen: bool = False
+    # rest (flips are precomputed; other augmentations need the full model each step). Their
+    # outputs are kept in memory, on disk under $FAKEFACE_CACHE/frozen (reused by later runs),
+    # or auto: in memory while small (frozen.py); off runs the whole model every step.
+    cache_frozen: str = "off"  # auto | memory | disk | off (old configs: true = auto)
     # Start the linear head from a logistic-regression probe on the frozen features (the
     # head's warm-up), its regularisation picked on validation AUC.
     probe_init: bool = False
+    # float16 compute, float32 weights and sigmoid output (keras mixed_float16): a GPU speed-up.
+    mixed_precision: bool = False
+    jit_compile: bool = False  # XLA-compile the training step (model.compile's jit_compile)
+
+    @property
+    def caches_frozen(self) -> bool:
+        """Whether the frozen layers run once (`cache_frozen` is not off)."""
+        return self.cache_frozen != "off"
 
 
 @dataclass
@@ -171,8 +193,7 @@ class Config:
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
-    distribute: str = "none"  # none | mirrored | multiworker
-    mixed_precision: bool = False  # float16 compute; only worth it on a GPU
+    distribute: str = "none"  # none | mirrored | multiworker ($TF_CONFIG names the workers)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -227,9 +248,18 @@ class Config:
             (training.steps_per_epoch >= 0, "training.steps_per_epoch must be >= 0 (0 = whole split)"),
             (0 <= training.label_smoothing < 1, "training.label_smoothing must be in [0, 1)"),
             (self.distribute in STRATEGIES, f"distribute must be {', '.join(STRATEGIES)}"),
-            (not training.cache_frozen or not augment.mixup,
+            (self.distribute != "multiworker"
+             or not (training.caches_frozen or training.probe_init),
+             "distribute=multiworker trains whole models on images: set training.cache_frozen=off "
+             "and training.probe_init=false"),
+            (not (training.jit_compile and training.deterministic),
+             "training.jit_compile needs training.deterministic=false (XLA refuses op determinism "
+             "for some kernels, e.g. MaxPool gradients)"),
+            (training.cache_frozen in CACHE_FROZEN,
+             f"training.cache_frozen must be one of {', '.join(CACHE_FROZEN)}"),
+            (not training.caches_frozen or not augment.mixup,
              "training.cache_frozen works with flips only: set augment.mixup=0"),
-            (not training.cache_frozen or not any(
+            (not training.caches_frozen or not any(
                 (augment.rotation, augment.zoom, augment.shear, augment.shift,
                  augment.brightness, augment.jpeg_quality, augment.blur)),
              "training.cache_frozen works with flips only: set the other augment.* to 0"),
@@ -259,18 +289,19 @@ def _known_keys(cls=None, prefix: str = "") -> list[str]:
 def unknown_key(dotted: str) -> FakefaceError:
     """The error for an unknown key, suggesting the nearest known one (usually a typo)."""
     keys = _known_keys()
-    close = difflib.get_close_matches(dotted, keys, n=1)
+    dotted = str(dotted)
+    close = difflib.get_close_matches(dotted, keys, n=1) if len(dotted) < 100 else []
     if not close:  # the right key in the wrong section: epochs -> training.epochs
         leaf = dotted.rsplit(".", 1)[-1]
         close = [k for k in keys if k.rsplit(".", 1)[-1] == leaf][:1]
     hint = f"; did you mean '{close[0]}'?" if close else ""
-    return FakefaceError(f"unknown config key '{dotted}'{hint}")
+    return FakefaceError(f"unknown config key {short(dotted)}{hint}")
 
 
 def _build(cls, values: dict, where: str):
     """Make dataclass `cls` from a dict, naming the first unknown or mistyped key."""
     if not isinstance(values, dict):
-        raise FakefaceError(f"{where or 'config'}: expected a mapping, got {values!r}")
+        raise FakefaceError(f"{where or 'config'}: expected a mapping, got {short(values)}")
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     kwargs = {}
@@ -283,6 +314,9 @@ def _build(cls, values: dict, where: str):
 
 
 def _coerce(hint, value, dotted: str):
+    renamed = OLD_VALUES.get(dotted, {})
+    if isinstance(value, bool) and value in renamed:
+        value = renamed[value]
     if dataclasses.is_dataclass(hint):
         return _build(hint, value or {}, dotted)
     if hint is bool:
@@ -293,17 +327,19 @@ def _coerce(hint, value, dotted: str):
     elif hint is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
-        if isinstance(value, str):
+        if isinstance(value, str) and len(value.strip()) <= MAX_INT_CHARS:
             try:
                 return int(value)
             except ValueError:
                 pass
-    elif hint is float:
+    elif hint is float:  # finite only: 1e999 would pass every `> 0` check as inf
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
-            try:
+            if math.isfinite(float(value)):
                 return float(value)
+        elif isinstance(value, str):
+            try:
+                if math.isfinite(float(value)):
+                    return float(value)
             except ValueError:
                 pass
     elif hint is str:
@@ -312,26 +348,113 @@ def _coerce(hint, value, dotted: str):
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return str(value)
     raise FakefaceError(
-        f"config key '{dotted}' expects {getattr(hint, '__name__', hint)}, got {value!r}"
+        f"config key '{dotted}' expects {getattr(hint, '__name__', hint)}, got {short(value)}"
     )
 
 
+def _move_old_keys(values):
+    """A copy of a config mapping with top-level keys that moved (MOVED_KEYS) put in their
+    section; giving both the old and the new key with different values is an error."""
+    if not isinstance(values, dict) or not any(old in values for old in MOVED_KEYS):
+        return values
+    values = copy.deepcopy(values)
+    for old, new in MOVED_KEYS.items():
+        section, leaf = new.split(".")
+        node = values.get(section) or {}
+        if old not in values or not isinstance(node, dict):
+            continue
+        value = values.pop(old)
+        if node.setdefault(leaf, value) != value:
+            raise FakefaceError(f"config key '{old}' moved to '{new}': give only '{new}'")
+        values[section] = node
+    return values
+
+
 def from_dict(values: dict) -> Config:
-    return _build(Config, values, "").validate()
+    return _build(Config, _move_old_keys(values), "").validate()
+
+
+class _ConfigLoader(yaml.SafeLoader):
+    """PyYAML's SafeLoader without what a config never needs and a hostile file abuses: anchors
+    and aliases (a few hundred bytes of nested aliases expand to gigabytes), nesting deeper
+    than MAX_DEPTH (the composer recurses once per level) and integers longer than
+    MAX_INT_CHARS characters (their conversion is quadratic). Each is refused as it is met,
+    before anything is expanded or converted."""
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self.depth = 0
+
+    def compose_node(self, parent, index):
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+            raise yaml.composer.ComposerError(
+                None, None, "YAML anchors and aliases (&name, *name) are not allowed in a config",
+                event.start_mark)
+        if self.depth >= MAX_DEPTH:
+            raise yaml.composer.ComposerError(
+                None, None, f"nested more than {MAX_DEPTH} levels deep", event.start_mark)
+        self.depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+    def construct_yaml_int(self, node):
+        if len(node.value) > MAX_INT_CHARS:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"a number of {len(node.value)} characters (at most {MAX_INT_CHARS})",
+                node.start_mark)
+        return super().construct_yaml_int(node)
+
+
+_ConfigLoader.add_constructor("tag:yaml.org,2002:int", _ConfigLoader.construct_yaml_int)
+
+
+def parse_yaml(text: str, where: str):
+    """The value of YAML `text` through `_ConfigLoader`; any failure is a one-line FakefaceError
+    naming `where` (the file, or the --set key) and the line and column where known."""
+    try:
+        return yaml.load(text, Loader=_ConfigLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        at = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = " ".join(str(exc.problem or exc.context or "").split())[:200]
+        raise FakefaceError(f"{where}: not valid YAML ({at}{problem})") from None
+    except Exception as exc:  # noqa: BLE001 - a value converter (dates, floats) on hostile text
+        raise FakefaceError(f"{where}: not valid YAML ({type(exc).__name__}: "
+                            f"{' '.join(str(exc).split())[:200]})") from None
+
+
+def read_yaml(path: str | os.PathLike):
+    """A YAML file of settings (a config, a search space) through `parse_yaml`: at most
+    MAX_CONFIG_BYTES of UTF-8 text, or a one-line FakefaceError naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FakefaceError(f"config file not found: {path}")
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_CONFIG_BYTES + 1)
+    except OSError as exc:
+        raise FakefaceError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise FakefaceError(f"{path}: larger than {MAX_CONFIG_BYTES // 1024} KiB; a config is a "
+                            "few lines of YAML")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise FakefaceError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    return parse_yaml(text, str(path))
 
 
 def load_config(path: str | os.PathLike, overrides: list[str] | None = None) -> Config:
     """Read a YAML config and apply `section.key=value` overrides on top."""
     path = Path(path)
-    if not path.is_file():
-        raise FakefaceError(f"config file not found: {path}")
-    try:
-        values = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise FakefaceError(f"{path}: not valid YAML ({exc})") from exc
+    values = read_yaml(path) or {}
     if isinstance(values, dict) and "name" not in values:
         values["name"] = path.stem
     try:
+        values = _move_old_keys(values)
         _build(Config, values, "")  # the file's own keys and types, before any --set
     except FakefaceError as exc:
         raise FakefaceError(f"{path}: {exc}") from None
@@ -345,9 +468,9 @@ def apply_overrides(values: dict | Config, overrides: list[str]) -> Config:
     values = json.loads(json.dumps(values))  # deep copy
     for item in overrides:
         if "=" not in item:
-            raise FakefaceError(f"--set expects key=value, got '{item}'")
+            raise FakefaceError(f"--set expects key=value, got {short(item)}")
         dotted, raw = item.split("=", 1)
-        dotted = dotted.strip()
+        dotted = MOVED_KEYS.get(dotted.strip(), dotted.strip())
         if dotted not in _known_keys():
             raise unknown_key(dotted)
         node = values
@@ -357,6 +480,6 @@ def apply_overrides(values: dict | Config, overrides: list[str]) -> Config:
                 node[part] = {}
             node = node[part]
             if not isinstance(node, dict):
-                raise FakefaceError(f"{part}: expected a mapping, got {node!r}")
-        node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else ""
+                raise FakefaceError(f"{part}: expected a mapping, got {short(node)}")
+        node[parts[-1]] = parse_yaml(raw, f"--set {dotted}") if raw.strip() else ""
     return from_dict(values)

@@ -47,7 +47,7 @@ def environment(cfg: Config) -> dict:
         "seed": cfg.training.seed,
         "deterministic": cfg.training.deterministic,
         "distribute": cfg.distribute,
-        "mixed_precision": cfg.mixed_precision,
+        "mixed_precision": cfg.training.mixed_precision,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
 
@@ -75,7 +75,8 @@ def exportable(model: keras.Model, cfg: Config) -> keras.Model:
     file loads in plain Keras without this package (see models.HardLabels). Exported models are for
     inference and frozen, so they carry no optimizer state (a fine-tuned FaceRes' Adam moments
     would triple its size); set `model.trainable = True` to train one further."""
-    plain = dataclasses.replace(cfg, augment=dataclasses.replace(cfg.augment, mixup=0.0))
+    plain = dataclasses.replace(cfg, augment=dataclasses.replace(cfg.augment, mixup=0.0),
+                                training=dataclasses.replace(cfg.training, jit_compile=False))
     model.trainable = False
     model = compile_model(model, plain, 1)
     model.optimizer.build(model.trainable_variables)  # saved whole, so loading warns of nothing

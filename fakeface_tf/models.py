@@ -266,7 +266,7 @@ def check_model_config(cfg: Config) -> None:
         _application_weights(name, cfg.model.weights)
     if name == "faceres":
         feature_blocks(cfg.model)
-    if cfg.training.cache_frozen and name != "faceres":
+    if cfg.training.caches_frozen and name != "faceres":
         raise FakefaceError(f"training.cache_frozen needs a pretrained backbone (faceres), not '{name}'")
 
 
@@ -334,10 +334,12 @@ def compile_metrics(cfg: Config) -> list:
 
 
 def compile_model(model: keras.Model, cfg: Config, total_steps: int) -> keras.Model:
-    """Adam (or the configured optimizer), binary cross-entropy, accuracy/AUC/precision/recall."""
+    """Adam (or the configured optimizer), binary cross-entropy, accuracy/AUC/precision/recall;
+    XLA with `training.jit_compile` (under mixed_float16 Keras adds loss scaling itself)."""
     model.compile(
         optimizer=_optimizer(cfg, total_steps),
         loss=keras.losses.BinaryCrossentropy(label_smoothing=cfg.training.label_smoothing),
         metrics=compile_metrics(cfg),
+        jit_compile=cfg.training.jit_compile,
     )
     return model

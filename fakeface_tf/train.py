@@ -60,7 +60,9 @@ def _strategy(cfg: Config) -> tf.distribute.Strategy:
     if cfg.distribute == "mirrored":
         return tf.distribute.MirroredStrategy()
     if cfg.distribute == "multiworker":  # workers and their roles come from $TF_CONFIG
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        from fakeface_tf import multiworker
+
+        return multiworker.strategy()
     return tf.distribute.get_strategy()
 
 
@@ -98,8 +100,8 @@ def _datasets(cfg: Config, strategy: tf.distribute.Strategy):
     batch, seed = cfg.training.batch_size, cfg.training.seed
     fraction = cfg.data.train_fraction
     examples, known_length = _count(path, "train", fraction), True
-    train_ds = data.make_dataset(path, "train", batch_size=batch, training=True,
-                                 augment=cfg.augment, seed=seed, cache=True, fraction=fraction)
+    train_ds = data.make_dataset(path, "train", batch_size=batch, training=True, augment=cfg.augment,
+                                 seed=seed, cache=_small(path, "train", fraction), fraction=fraction)
     if cfg.data.fairness_labels:
         extra = _fairness_faces(cfg)
         n_extra = int(extra.cardinality())  # negative when tf.data cannot tell
@@ -111,13 +113,23 @@ def _datasets(cfg: Config, strategy: tf.distribute.Strategy):
         train_ds = train_ds.repeat()
     elif known_length:  # a known length spares Keras guessing where an epoch ends
         train_ds = train_ds.apply(tf.data.experimental.assert_cardinality(steps))
-    valid_ds = data.make_dataset(path, "valid", batch_size=batch, cache=True).apply(
+    valid_ds = data.make_dataset(path, "valid", batch_size=batch, cache=_small(path, "valid")).apply(
         tf.data.experimental.assert_cardinality(math.ceil(_count(path, "valid") / batch)))
     if strategy.num_replicas_in_sync > 1 or cfg.distribute == "multiworker":
         options = tf.data.Options()
         options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
         train_ds, valid_ds = train_ds.with_options(options), valid_ds.with_options(options)
     return train_ds, valid_ds, steps, (cfg.training.steps_per_epoch or None)
+
+
+def _small(path: Path, split: str, fraction: float = 1.0) -> bool:
+    """Whether `split`'s records (the kept `fraction`) fit tf.data's in-memory cache
+    (`frozen_cache.RAM_CACHE_BYTES`); larger sets are read from disk every epoch instead."""
+    from fakeface_tf import data
+    from fakeface_tf.frozen_cache import RAM_CACHE_BYTES
+
+    size = sum(Path(f).stat().st_size for f in data.resolve_files(path, split))
+    return size * fraction <= RAM_CACHE_BYTES
 
 
 def _fairness_faces(cfg: Config):
@@ -149,19 +161,22 @@ def _trainable_part(model: keras.Model, cfg: Config, train_ds, valid_ds, fresh: 
     from fakeface_tf import frozen
     from fakeface_tf.models import compile_metrics, frozen_outputs
 
-    probe = {}
-    if not cfg.training.cache_frozen:
+    probe, seed = {}, cfg.training.seed
+    if not cfg.training.caches_frozen:
         if cfg.training.probe_init and fresh:
-            probe = frozen.probe(model, _plain_training_images(cfg), valid_ds)
+            probe = frozen.probe(model, _plain_training_images(cfg), valid_ds, seed=seed)
         return model, train_ds, valid_ds, probe
-    frozen_part, rest = frozen.split(model, cfg)
-    train_maps, valid_maps = frozen.cache(frozen_part, _plain_training_images(cfg), valid_ds, cfg)
+    with model.distribute_strategy.scope():  # the rest trains under the model's strategy
+        frozen_part, rest = frozen.split(model, cfg)
+    train_maps, valid_maps = frozen.cache(frozen_part, cfg, _plain_training_images(cfg), valid_ds,
+                                          model.optimizer)
     if cfg.training.probe_init and fresh:
-        probe = frozen.probe(model, train_maps, valid_maps, frozen_outputs(model, cfg.model))
+        probe = frozen.probe(model, train_maps, valid_maps, frozen_outputs(model, cfg.model), seed)
     # The rest shares the whole model's optimizer, so checkpoints of the whole model carry
     # its state and `--resume` continues where it stopped.
-    rest.compile(optimizer=model.optimizer, loss=model.loss, metrics=compile_metrics(cfg))
-    return rest, train_maps, valid_maps, probe
+    with model.distribute_strategy.scope():
+        rest.compile(optimizer=model.optimizer, loss=model.loss, metrics=compile_metrics(cfg))
+    return rest, train_maps.data, valid_maps.data, probe
 
 
 def _count(path: Path, split: str, fraction: float = 1.0) -> int:
@@ -179,19 +194,22 @@ def _truncate_history(path: Path, epochs_done: int) -> None:
 
 @contextlib.contextmanager
 def _precision(cfg: Config):
-    """Global seeds, op determinism and the dtype policy for the span of one training."""
+    """Global seeds, op determinism and the dtype policy for the span of one training (the
+    determinism switch is put back after, so a later XLA training in the process can start)."""
     import keras
-    import tensorflow as tf
+    from tensorflow.python.framework import config as tf_config  # tf.config lacks the off switch
 
     keras.utils.set_random_seed(cfg.training.seed)
-    if cfg.training.deterministic:
-        tf.config.experimental.enable_op_determinism()
+    deterministic = tf_config.is_op_determinism_enabled()
+    switch = {True: tf_config.enable_op_determinism, False: tf_config.disable_op_determinism}
+    switch[cfg.training.deterministic]()
     previous = keras.config.dtype_policy().name
-    keras.config.set_dtype_policy("mixed_float16" if cfg.mixed_precision else "float32")
+    keras.config.set_dtype_policy("mixed_float16" if cfg.training.mixed_precision else "float32")
     try:
         yield
     finally:
         keras.config.set_dtype_policy(previous)
+        switch[deterministic]()
 
 
 def _verbosity(progress: bool) -> int:
@@ -234,13 +252,18 @@ def _load_checkpoint(path: Path, run_dir: Path, **kwargs) -> keras.Model:
     return keras.models.load_model(path, **kwargs)
 
 
-def _fit(cfg: Config, run_dir: Path, progress: bool, saved_models_dir: Path,
-         extra_callbacks: list | None) -> Path:
-    """Train (or continue, per state.json) then evaluate, export and publish the best model."""
+def _fit(cfg: Config, run_dir: Path | None, progress: bool, saved_models_dir: Path,
+         extra_callbacks: list | None) -> Path | None:
+    """Train (or continue, per state.json) then evaluate, export and publish the best model.
+    Multi-worker training has its own loop (multiworker.fit; None on a worker that is not the
+    chief, which starts with no run folder)."""
     from fakeface_tf.callbacks import training_callbacks
-    from fakeface_tf.export import export_saved_model, exportable, validation_metrics
     from fakeface_tf.models import build_model, compile_model
 
+    if cfg.distribute == "multiworker":
+        from fakeface_tf import multiworker
+
+        return multiworker.fit(cfg, run_dir, progress, saved_models_dir, extra_callbacks)
     state = _read_state(run_dir)
     epochs_done = state.get("epochs_done", 0)
     with _precision(cfg):
@@ -272,11 +295,18 @@ def _fit(cfg: Config, run_dir: Path, progress: bool, saved_models_dir: Path,
             except KeyboardInterrupt:
                 log.warning(f"\ninterrupted; continue with: fakeface train --resume {run_dir}")
                 raise
-        with strategy.scope():
-            best = _load_checkpoint(run_dir / "checkpoints" / "best.keras", run_dir,
-                                    compile=False)
-            best = exportable(best, cfg)
-        metrics = validation_metrics(best, valid_ds)
+        return _finish(cfg, run_dir, strategy.scope(), valid_ds, saved_models_dir)
+
+
+def _finish(cfg: Config, run_dir: Path, scope, valid_ds, saved_models_dir: Path) -> Path:
+    """Evaluate the best checkpoint (loaded in `scope`, a strategy's or none) on `valid_ds`,
+    write metrics.json, model.keras and saved_model/, mark the run finished and publish it."""
+    from fakeface_tf.export import export_saved_model, exportable, validation_metrics
+
+    with scope:
+        best = _load_checkpoint(run_dir / "checkpoints" / "best.keras", run_dir, compile=False)
+        best = exportable(best, cfg)
+    metrics = validation_metrics(best, valid_ds)
     state = _read_state(run_dir)
     epochs = len((run_dir / "history.csv").read_text().splitlines()) - 1
     metrics.update(split="valid", threshold=0.5, epochs=epochs,
@@ -311,8 +341,9 @@ def _saved_models_dir(runs_dir: Path, saved_models_dir) -> Path:
 
 
 def train(cfg: Config, runs_dir: str | Path = "runs", progress: bool = True,
-          saved_models_dir: str | Path | None = None, callbacks: list | None = None) -> Path:
-    """Train `cfg` into a new run folder under `runs_dir` and return that folder.
+          saved_models_dir: str | Path | None = None, callbacks: list | None = None) -> Path | None:
+    """Train `cfg` into a new run folder under `runs_dir` and return that folder (None on a
+    multi-worker run's workers other than the chief, which writes the folder).
 
     `callbacks` are extra Keras callbacks (tune reports through them); `saved_models_dir`
     defaults to `saved_models/` beside `runs_dir`.
@@ -324,6 +355,9 @@ def train(cfg: Config, runs_dir: str | Path = "runs", progress: bool = True,
     runs_dir = Path(runs_dir)
     check_model_config(cfg)  # fail before creating an empty run folder
     cut = training_cut(cfg)
+    if cfg.distribute == "multiworker" and not _strategy(cfg).extended.should_checkpoint:
+        # another worker of a multi-worker run: the chief alone writes the run folder
+        return _fit(cfg, None, progress, _saved_models_dir(runs_dir, saved_models_dir), callbacks)
     run_dir = _new_run_dir(cfg, runs_dir)
     cfg.save(run_dir / "config.yaml")
     save_cut(run_dir, cut)
@@ -333,8 +367,9 @@ def train(cfg: Config, runs_dir: str | Path = "runs", progress: bool = True,
 
 
 def resume(run_dir: str | Path, progress: bool = True, saved_models_dir: str | Path | None = None,
-           callbacks: list | None = None) -> Path:
-    """Continue an interrupted run after its last completed epoch (or just finish its export)."""
+           callbacks: list | None = None) -> Path | None:
+    """Continue an interrupted run after its last completed epoch (or just finish its export);
+    None on a multi-worker run's workers other than the chief."""
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file():
         raise FakefaceError(f"--resume: {run_dir} is not a run folder (no config.yaml)")
@@ -359,6 +394,9 @@ def run(args: argparse.Namespace) -> int:
         run_dir = train(load_config(args.config, args.set), args.runs_dir, progress=not args.quiet)
     else:
         raise FakefaceError("give a CONFIG file (e.g. configs/fast.yaml) or --resume RUN_DIR")
+    if run_dir is None:  # a multi-worker run's other worker
+        print("worker done: the chief wrote the run folder")
+        return 0
     metrics = json.loads((run_dir / "metrics.json").read_text())
     print(f"run folder: {run_dir}")
     print("validation: " + ", ".join(

@@ -84,3 +84,9 @@ def test_unknown_key_in_a_yaml_file_names_the_file_and_the_nearest_key(tmp_path)
         load_config(path, ["training.epochs=2"])  # an override does not hide the file's typo
     assert str(info.value) == (f"{path}: unknown config key 'training.epoch'; "
                                "did you mean 'training.epochs'?")
+
+
+@pytest.mark.parametrize("value", ["1e999", "inf", "nan", "-inf"])
+def test_a_float_setting_that_is_not_finite_is_refused(value):
+    with pytest.raises(FakefaceError, match="optimizer.lr"):
+        apply_overrides(from_dict({}), [f"optimizer.lr={value}"])
