@@ -23,6 +23,7 @@ import pytest
 from PIL import Image
 
 from fakeface_tf import faces, images
+from hostile_uploads import many_faces
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc for peak RSS")
 
@@ -135,17 +136,6 @@ def progressive_jpeg(frame: int, scans: int = 0) -> bytes:
     return bytes(data)
 
 
-def tiled_faces(faces_folder, side: int, tile: int) -> bytes:
-    """A JPEG photo of (side / tile)^2 faces, the sample's first 16 real faces shrunk to tile px."""
-    faces = [np.asarray(Image.open(p).convert("RGB").resize((tile, tile), Image.Resampling.BOX))
-             for p in sorted(faces_folder.glob("*.jpg"))[:16]]
-    n = side // tile
-    rows = [np.hstack([faces[(i * n + j) % len(faces)] for j in range(n)]) for i in range(n)]
-    buffer = io.BytesIO()
-    Image.fromarray(np.vstack(rows)).save(buffer, format="JPEG", quality=90)
-    return buffer.getvalue()
-
-
 # ----------------------------------------------------------------------------- the decoder
 
 
@@ -255,7 +245,7 @@ def test_the_budget_fits_a_max_pixels_rgb_photo_and_refuses_its_rgba_twin():
 @pytest.fixture(scope="module")
 def crowd(sample_root) -> np.ndarray:
     """512 px of 16 px faces (1,024 of them): PNet proposes ~4,600 windows at its finest scale."""
-    return images.load_image(tiled_faces(sample_root / "faces" / "real", 512, 16))
+    return images.load_image(many_faces(sample_root / "faces" / "real", 512, 16))
 
 
 def test_a_photo_of_many_faces_sends_at_most_max_proposals_to_the_later_stages(crowd):
@@ -271,7 +261,7 @@ def test_a_photo_of_many_faces_sends_at_most_max_proposals_to_the_later_stages(c
 @pytest.mark.slow
 def test_a_2048_px_photo_of_1024_faces_stays_within_the_memory_goal(sample_root, tmp_path):
     """The issue's photo: 1,024 faces of 32 px in 2048 x 2048 (~20 GB in mtcnn's own NMS)."""
-    path = _write(tmp_path, "crowd.jpg", tiled_faces(sample_root / "faces" / "real", 2048, 32))
+    path = _write(tmp_path, "crowd.jpg", many_faces(sample_root / "faces" / "real", 2048, 32))
     setup = ("from fakeface_tf import faces, images\n"
              "detector = faces.get_detector()\n"
              "faces.extract_face(images.load_image(sys.argv[3]), detector=detector)  # warm")
