@@ -77,7 +77,9 @@ def count_examples(source, split: str | None = None, fraction: float = 1.0) -> d
     ds = tf.data.TFRecordDataset(resolve_files(source, split))
     if fraction < 1:
         ds = ds.filter(keep_fraction(fraction))
-    ds = ds.batch(4096)
+    # Whole serialized records, images and all, are batched before the labels are parsed:
+    # 256 of 224 px RGB are 38 MB (4096 were 600 MB, and the freed heap stayed with the process).
+    ds = ds.batch(256)
     ds = ds.map(lambda raw: tf.io.parse_example(raw, label_only)["label"])
     counts = {name: 0 for name in records.LABELS}
     names = {v: k for k, v in records.LABELS.items()}

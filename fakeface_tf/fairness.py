@@ -52,6 +52,9 @@ ATTRIBUTES = ("age", "gender", "race")
 INTERSECTIONS = (("race", "gender"), ("age", "gender"))
 FOUR_FIFTHS = (0.8, 1.25)
 N_BOOT = 1000
+BOOT_CELLS = 2**21  # resampled faces drawn at once in a bootstrap (about 50 MB, whatever n)
+SCORE_CHUNK = 256  # labelled files cut and scored at a time: a multiple of crop_files' batch of
+# 16, so MTCNN sees each file in the same batch company (its boxes depend on it) as in one piece
 COUNT_NAMES = ("n", "n_no_face", "n_real", "n_fake")
 RATE_NAMES = ("accuracy", "fpr", "fnr", "selection_rate", "no_face_rate")
 
@@ -81,13 +84,24 @@ GAPS = {"fpr_difference": "FPR gap", "tpr_difference": "TPR gap", "aod": "AOD",
 
 def score(model, df: pd.DataFrame, threshold: float, progress: bool = True,
           batch_size: int = 64) -> pd.DataFrame:
-    """`df` plus `status`, `prob` and `pred` (1 = called fake; NaN where no face was found)."""
-    faces = face_crops(df["path"], model.face_options, progress)
-    probs = [model.predict(faces.images[i:i + batch_size])
-             for i in tqdm(range(0, len(faces.images), batch_size), desc="scoring", unit="batch",
-                           disable=not progress)]
-    out = df.assign(status=faces.status, reason=faces.reason, prob=np.nan)
-    out.loc[faces.ok, "prob"] = np.concatenate(probs) if probs else []
+    """`df` plus `status`, `prob` and `pred` (1 = called fake; NaN where no face was found).
+
+    The faces are cut (`face_crops`, cached per chunk), scored and let go SCORE_CHUNK files at a
+    time, so the crops held do not grow with the CSV; a status and a score per face stay."""
+    paths = df["path"].tolist()
+    status, reason, prob = [], [], np.full(len(paths), np.nan)
+    bar = tqdm(total=len(paths), desc="faces+scoring", unit="img", disable=not progress)
+    for start in range(0, len(paths), SCORE_CHUNK):
+        faces = face_crops(paths[start:start + SCORE_CHUNK], model.face_options, progress=False)
+        status.append(faces.status)
+        reason.append(faces.reason)
+        scores = [model.predict(faces.images[i:i + batch_size])
+                  for i in range(0, len(faces.images), batch_size)]
+        prob[start + np.flatnonzero(faces.ok)] = np.concatenate(scores) if scores else []
+        bar.update(len(faces.status))
+    bar.close()
+    out = df.assign(status=np.concatenate(status) if status else np.array([], str),
+                    reason=np.concatenate(reason) if reason else np.array([], str), prob=prob)
     out["pred"] = np.where(out["prob"].isna(), np.nan, (out["prob"] >= threshold).astype(float))
     return out
 
@@ -141,9 +155,14 @@ def _interval(samples: np.ndarray, point: float) -> tuple[float, float]:
 
 
 def _bootstrap(t: np.ndarray, p: np.ndarray, rng: np.random.Generator, n_boot: int) -> dict:
-    """Rates of `n_boot` resamples (with replacement, same size) of one group."""
-    idx = rng.integers(0, len(t), size=(n_boot, len(t)))
-    return _rates(t[idx], p[idx])
+    """Rates of `n_boot` resamples (with replacement, same size) of one group, drawn
+    BOOT_CELLS indices at a time: memory stays flat however large the group (the draws, and so
+    the intervals, are those of one n_boot x n draw)."""
+    rows = max(1, BOOT_CELLS // max(1, len(t)))
+    sizes = [min(rows, n_boot - done) for done in range(0, n_boot, rows)] or [0]
+    parts = [_rates(t[idx], p[idx])
+             for idx in (rng.integers(0, len(t), size=(k, len(t))) for k in sizes)]
+    return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
 
 
 def _groupings(groups: pd.DataFrame) -> list[tuple[str, ...]]:

@@ -148,6 +148,14 @@ def test_image_shape_and_counts(tiny_records):
     assert data.count_examples(tiny_records) == {"real": 64, "fake": 64}
 
 
+def test_counts_add_up_over_many_reading_batches(tmp_path):
+    labels = [i % 3 == 0 for i in range(700)]  # 234 fake, 466 real: three batches of records
+    pixels = np.zeros((4, 4, 1), np.uint8)
+    records.write(tmp_path / records.shard_name("test", 0, 1),
+                  (records.serialize(pixels, int(fake), path=f"{i}.png") for i, fake in enumerate(labels)))
+    assert data.count_examples(tmp_path, "test") == {"real": 466, "fake": 234}
+
+
 def test_missing_records_is_a_clear_error(tmp_path):
     with pytest.raises(FakefaceError, match="no TFRecord files for split 'train'"):
         data.make_dataset(tmp_path, "train")

@@ -188,3 +188,53 @@ def test_learning_curve_scores_each_run_on_the_test_split_ordered_by_training_fa
     assert table["roc_auc"].iloc[1] == pytest.approx(sk.roc_auc_score(y, s))
     assert (tmp_path / "curve" / "learning_curve.png").stat().st_size > 5000
     assert "learning_curve.png" in capsys.readouterr().out
+
+
+def brute_force_threshold(y, s, method, target_fpr=None):
+    """choose_threshold's definition, one candidate at a time over every image."""
+    y, s = np.asarray(y), np.asarray(s, dtype=float)
+    candidates = evaluate._candidate_thresholds(s)
+    if method == "accuracy":
+        accuracy = np.array([np.mean((s >= c) == (y == 1)) for c in candidates])
+        best = np.flatnonzero(accuracy == accuracy.max())
+        return candidates[best[np.argmin(np.abs(candidates[best] - 0.5))]]
+    fpr = np.array([np.mean(s[y == 0] >= c) for c in candidates])
+    return candidates[np.flatnonzero(fpr <= target_fpr).min()]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_threshold_search_picks_what_trying_every_threshold_on_every_image_picks(seed):
+    rng = np.random.default_rng(seed)
+    n = 200
+    y = rng.integers(0, 2, n)
+    s = np.clip(0.3 * y + rng.normal(0.35, 0.2, n), 0, 1)
+    s = np.round(s, 2) if seed % 2 else s  # rounded scores: many ties, and 0 and 1 themselves
+    assert evaluate.choose_threshold(y, s, "accuracy") == brute_force_threshold(y, s, "accuracy")
+    for target in (0.0, 0.05, 0.3, 1.0):
+        assert (evaluate.choose_threshold(y, s, "fpr", target_fpr=target)
+                == brute_force_threshold(y, s, "fpr", target))
+
+
+def test_gallery_keeps_the_most_extreme_crops_as_copies_that_let_each_batch_go():
+    import weakref
+
+    rng = np.random.default_rng(0)
+    highest, lowest = evaluate.Extremes(3, highest=True), evaluate.Extremes(3, highest=False)
+    seen, batches = [], []
+    for b in range(5):
+        images = rng.integers(0, 256, (7, 4, 4, 1), dtype=np.uint8)
+        scores = np.round(rng.random(7), 1)  # ties: the earlier crop ranks first
+        paths = [f"b{b}_{i}.png" for i in range(7)]
+        for extremes in (highest, lowest):
+            extremes.add(scores, paths, (image for image in images))
+        seen += [(float(v), p, image.copy()) for v, p, image in zip(scores, paths, images)]
+        batches.append(weakref.ref(images))
+        del images
+    assert all(ref() is None for ref in batches)  # no kept crop is a view into a batch
+    for extremes, order in ((highest, lambda t: -t[0]), (lowest, lambda t: t[0])):
+        expected = sorted(seen, key=order)[:3]  # stable: ties in arrival order
+        kept = extremes.items()
+        assert [(v, p) for v, p, _ in kept] == [(v, p) for v, p, _ in expected]
+        for (_, _, image), (_, _, original) in zip(kept, expected):
+            np.testing.assert_array_equal(image, original)
+    assert evaluate.Extremes(0, highest=True).items() == []

@@ -138,6 +138,16 @@ def test_bootstrap_is_seeded_and_reproducible():
     assert inside.all()
 
 
+def test_bootstrap_drawn_in_chunks_gives_the_intervals_of_one_draw(monkeypatch):
+    t, p, groups = random_table(n=300)
+    whole = fairness.fairness_report(t, p, groups, seed=2, n_boot=100)
+    monkeypatch.setattr(fairness, "BOOT_CELLS", 700)  # the 300 faces 2 resamples at a time
+    chunked = fairness.fairness_report(t, p, groups, seed=2, n_boot=100)
+    pd.testing.assert_frame_equal(whole["groups"], chunked["groups"])
+    assert json.dumps(fairness._clean(whole["comparisons"])) == json.dumps(
+        fairness._clean(chunked["comparisons"]))
+
+
 def test_a_clear_gap_is_flagged_and_no_gap_is_not():
     t, p, groups = random_table(n=600, gap=0.5)
     gender = fairness.binary_comparisons(t, p, groups, n_boot=300)[0]
@@ -322,3 +332,16 @@ def test_training_mixes_in_each_fairness_face_of_the_training_part_weight_times(
     train(cfg, tmp_path / "runs", progress=False, callbacks=[counter])
     assert found > 0
     assert counter.batches == math.ceil((64 + 2 * found) / 16)  # 64 records + the faces twice
+
+
+def test_faces_cut_and_scored_in_chunks_score_as_in_one_piece(pairs_setup, monkeypatch):
+    from fakeface_tf.artifacts import load_model
+
+    _, labels, model = pairs_setup
+    df = labelled.load_labels(labels)
+    loaded = load_model(model)
+    whole = fairness.score(loaded, df, 0.5, progress=False)
+    monkeypatch.setattr(fairness, "SCORE_CHUNK", 16)  # 24 files: a chunk of 16, then one of 8
+    chunked = fairness.score(loaded, df, 0.5, progress=False)
+    pd.testing.assert_frame_equal(whole, chunked)  # scores to 1e-5: the model's batches differ
+    assert (whole["status"] == "ok").sum() > 12 and whole["prob"].notna().sum() == (whole["status"] == "ok").sum()
