@@ -19,7 +19,6 @@ import time
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from fakeface_tf import data, frozen_cache
 from fakeface_tf.config import Config
