@@ -296,23 +296,15 @@ def _examples(frozen, source: Source, views: int):
         maps = run_views(frozen, images, views)
         labels, paths = np.asarray(labels, np.float32), paths.numpy()
         for i in range(len(labels)):
-            feature = {"label": _floats(labels[i]), "path": _bytes(paths[i]),
-                       "index": tf.train.Feature(int64_list=tf.train.Int64List(value=[index]))}
+            feature = {"label": records.floats_feature(labels[i]),
+                       "path": records.bytes_feature(paths[i]), "index": records.ints_feature(index)}
             for v, per_view in enumerate(maps):
                 for t, values in enumerate(per_view):
-                    feature[_map_key(t, v)] = _bytes(values[i].tobytes())
+                    feature[_map_key(t, v)] = records.bytes_feature(values[i].tobytes())
             yield tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
             index += 1
         progress.update(len(labels))
     progress.done()
-
-
-def _bytes(value: bytes) -> tf.train.Feature:
-    return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
-
-
-def _floats(value: float) -> tf.train.Feature:
-    return tf.train.Feature(float_list=tf.train.FloatList(value=[float(value)]))
 
 
 class Progress:

@@ -43,19 +43,19 @@ def features() -> dict:
     }
 
 
-def _bytes(value: bytes) -> tf.train.Feature:
+def bytes_feature(value: bytes) -> tf.train.Feature:
     import tensorflow as tf
 
     return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
 
 
-def _ints(*values: int) -> tf.train.Feature:
+def ints_feature(*values: int) -> tf.train.Feature:
     import tensorflow as tf
 
     return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(v) for v in values]))
 
 
-def _floats(*values: float) -> tf.train.Feature:
+def floats_feature(*values: float) -> tf.train.Feature:
     import tensorflow as tf
 
     return tf.train.Feature(float_list=tf.train.FloatList(value=[float(v) for v in values]))
@@ -78,16 +78,16 @@ def serialize(
         image = image[..., None]
     height, width, channels = image.shape
     feature = {
-        "image": _bytes(image.tobytes()),
-        "height": _ints(height),
-        "width": _ints(width),
-        "channels": _ints(channels),
-        "label": _ints(label),
-        "path": _bytes(str(path).encode()),
-        "split": _bytes(split.encode()),
-        "box": _floats(*box),
-        "angle": _floats(angle),
-        "group": _bytes(group.encode()),
+        "image": bytes_feature(image.tobytes()),
+        "height": ints_feature(height),
+        "width": ints_feature(width),
+        "channels": ints_feature(channels),
+        "label": ints_feature(label),
+        "path": bytes_feature(str(path).encode()),
+        "split": bytes_feature(split.encode()),
+        "box": floats_feature(*box),
+        "angle": floats_feature(angle),
+        "group": bytes_feature(group.encode()),
     }
     example = tf.train.Example(features=tf.train.Features(feature=feature))
     return example.SerializeToString()
