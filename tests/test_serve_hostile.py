@@ -40,6 +40,13 @@ def _anon_rss(pid: int) -> int:
         return 0
 
 
+def _is_worker(process: psutil.Process) -> bool:
+    try:
+        return "worker_main" in " ".join(process.cmdline())
+    except (psutil.ZombieProcess, psutil.NoSuchProcess):
+        return False
+
+
 class Server:
     """A `fakeface serve` subprocess on loopback, its log in a file."""
 
@@ -67,8 +74,8 @@ class Server:
         return httpx.get(self.url + "/api/health", timeout=30).json()
 
     def workers(self) -> list[psutil.Process]:
-        children = psutil.Process(self.process.pid).children()
-        return [c for c in children if "worker_main" in " ".join(c.cmdline())]
+        """Live decode workers; a killed one not yet reaped (a zombie) or already gone is skipped."""
+        return [c for c in psutil.Process(self.process.pid).children() if _is_worker(c)]
 
     def tree_rss(self) -> int:
         """Anonymous RSS (the project's memory measure) of the server and its decode workers."""
