@@ -1,4 +1,4 @@
-"""Input pipeline throughput: `data.make_dataset` vs `keras.utils.image_dataset_from_directory`,
+"""Input pipeline throughput: `datasets.make_dataset` vs `keras.utils.image_dataset_from_directory`,
 and our training path (shuffle, augmentation, mixup) with its map parallel vs sequential.
 
 The same face crops are stored twice: as our TFRecord shards and as JPEG files in
@@ -28,9 +28,10 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from fakeface_tf import data, records  # noqa: E402
-from fakeface_tf.config import AugmentConfig, data_root  # noqa: E402
-from fakeface_tf.images import load_image  # noqa: E402
+from fakeface_tf.data import datasets  # noqa: E402
+from fakeface_tf.data import records
+from fakeface_tf.core.config import AugmentConfig, data_root  # noqa: E402
+from fakeface_tf.data.images import load_image  # noqa: E402
 
 BATCH, SIZE, EPOCHS, SAMPLE = 32, 128, 2, 2000
 # The default flips, rotation, zoom and brightness plus configs/reference.yaml's shift and mixup.
@@ -73,7 +74,7 @@ def throughput(ds: tf.data.Dataset) -> tuple[float, int]:
 
 def training_dataset(folder: Path, parallel: bool) -> tf.data.Dataset:
     """The training batches `fakeface train` reads: cached records, shuffled, augmented, mixed."""
-    return data.make_dataset(folder, batch_size=BATCH, training=True, augment=TRAIN_AUGMENT,
+    return datasets.make_dataset(folder, batch_size=BATCH, training=True, augment=TRAIN_AUGMENT,
                              seed=0, cache=True, parallel=parallel)
 
 
@@ -88,7 +89,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         write_both(crops, tmp)
-        ours, n = throughput(data.make_dataset(tmp / "records", batch_size=BATCH))
+        ours, n = throughput(datasets.make_dataset(tmp / "records", batch_size=BATCH))
         height, width, channels = crops[0][0].shape
         peer_ds = keras.utils.image_dataset_from_directory(
             tmp / "jpeg", labels="inferred", label_mode="binary",

@@ -22,8 +22,10 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from fakeface_tf import faces, images, records  # noqa: E402
-from fakeface_tf.config import data_root  # noqa: E402
+from fakeface_tf.data import faces  # noqa: E402
+from fakeface_tf.data import images
+from fakeface_tf.data import records
+from fakeface_tf.core.config import data_root  # noqa: E402
 from fakeface_tf.preprocess import preprocess  # noqa: E402
 
 PER_CLASS = 100
@@ -52,7 +54,7 @@ def parsed(folder: Path) -> list[list[tuple]]:
 
 def sequential(files: list[tuple[Path, str]], out: Path, options: faces.FaceOptions) -> int:
     """The peer: one image at a time, one process, no batching."""
-    detector = faces.get_detector()
+    detector = faces.mtcnn_detector()
     examples = []
     for path, label in files:
         try:

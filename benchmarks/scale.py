@@ -6,7 +6,7 @@ sample's preprocess.json), so `x` times the faces, nothing duplicated on disk. S
 measured in its own process (sampled every 0.5 s with its children, benchmarks/rss.py) after
 its imports, on a fresh $FAKEFACE_CACHE:
   frozen    training's pass of the frozen layers over the training and validation faces
-            (`train._trainable_part`, as `fakeface train` calls it, with --config's settings)
+            (`fitting.trainable_part`, as `fakeface train` calls it, with --config's settings)
   epoch     one training epoch after it, in the same process (its peak includes what the
             frozen pass left in memory)
   evaluate  `fakeface evaluate MODEL DATA --threshold auto` (valid and test faces)
@@ -44,8 +44,8 @@ from pathlib import Path
 
 from rss import RssWatcher
 
-from fakeface_tf import records
-from fakeface_tf.config import CACHE_ENV, REPO_ROOT, cache_root
+from fakeface_tf.data import records
+from fakeface_tf.core.config import CACHE_ENV, REPO_ROOT, cache_root
 
 STAGES = ("frozen", "epoch", "evaluate", "robustness", "learning-curve")
 CHILD = {"frozen": "train", "epoch": "train", "evaluate": "evaluate",
@@ -216,43 +216,43 @@ def timed(name: str, faces: int, work) -> object:
 
 def child(args) -> None:
     """One measured process: imports and set-up first, then the phases the parent samples."""
-    from fakeface_tf import data as data_lib
+    from fakeface_tf.data import datasets
 
     def faces(*splits: str) -> int:
-        return sum(sum(data_lib.count_examples(args.data, s).values()) for s in splits)
+        return sum(sum(datasets.count_examples(args.data, s).values()) for s in splits)
 
     if args.child == "train":
-        from fakeface_tf import train
-        from fakeface_tf.config import load_config
-        from fakeface_tf.models import build_model, compile_model
+        from fakeface_tf.training import fitting, inputs, runtime
+        from fakeface_tf.core.config import load_config
+        from fakeface_tf.models.registry import build_model, compile_model
 
         cfg = load_config(args.config, [*args.set, f"data.path={args.data}", "training.epochs=1"])
         n = faces("train", "valid")
-        with train._precision(cfg):
-            strategy = train._strategy(cfg)
-            train_ds, valid_ds, steps, _ = train._datasets(cfg, strategy)
+        with runtime.precision(cfg.training):
+            strategy = runtime.strategy(cfg.distribute)
+            train_ds, valid_ds, steps, _ = inputs.training_data(cfg, strategy)
             model = compile_model(build_model(cfg), cfg, steps)
             fit_model, fit_train, fit_valid, _ = timed(
-                "frozen", n, lambda: train._trainable_part(model, cfg, train_ds, valid_ds, fresh=False))
+                "frozen", n, lambda: fitting.trainable_part(model, cfg, train_ds, valid_ds, fresh=False))
             timed("epoch", n, lambda: fit_model.fit(fit_train, validation_data=fit_valid, epochs=1,
                                                     shuffle=False, verbose=0))
         return
-    from fakeface_tf import artifacts
+    from fakeface_tf.models import artifacts
 
     artifacts.load_model(args.model)  # Keras and TF set up outside the measured phase
     out = args.work / "out"
     if args.child == "evaluate":
-        from fakeface_tf.evaluate import evaluate
+        from fakeface_tf.analysis.evaluate import evaluate
 
         timed("evaluate", faces("valid", "test"),
               lambda: evaluate(args.model, args.data, out, threshold="auto", progress=False))
     elif args.child == "robustness":
-        from fakeface_tf.robustness import robustness
+        from fakeface_tf.analysis.robustness import robustness
 
         timed("robustness", faces("test"),
               lambda: robustness(args.model, args.data, out, progress=False))
     elif args.child == "learning-curve":
-        from fakeface_tf.evaluate import learning_curve
+        from fakeface_tf.analysis.evaluate import learning_curve
 
         timed("learning-curve", faces("valid", "test"),
               lambda: learning_curve([args.model], args.data, out, progress=False))

@@ -30,7 +30,7 @@ import httpx
 import numpy as np
 from rss import RssWatcher
 
-from fakeface_tf.config import data_root
+from fakeface_tf.core.config import data_root
 
 MODES = ("none", "gradcam++", "smoothgrad", "scorecam")
 GOAL_S = {"none": 0.300, "gradcam++": 1.5}
@@ -38,12 +38,12 @@ GOAL_S = {"none": 0.300, "gradcam++": 1.5}
 
 def default_model(folder: Path) -> Path:
     """The shipped reference model, else the default-config architecture, untrained."""
-    from fakeface_tf.artifacts import REFERENCE
+    from fakeface_tf.models.artifacts import REFERENCE
 
     if REFERENCE.exists():
         return REFERENCE
-    from fakeface_tf.config import Config
-    from fakeface_tf.models import build_model
+    from fakeface_tf.core.config import Config
+    from fakeface_tf.models.registry import build_model
 
     path = folder / "untrained.keras"
     build_model(Config()).save(path)

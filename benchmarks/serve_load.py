@@ -46,8 +46,8 @@ import numpy as np
 from rss import RssWatcher
 from serve_latency import default_model, free_port, start_server
 
-from fakeface_tf.config import data_root
-from fakeface_tf.images import MAX_PIXELS
+from fakeface_tf.core.config import data_root
+from fakeface_tf.data.images import MAX_PIXELS
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from hostile_uploads import many_faces, progressive_bomb, tall_thin_png  # noqa: E402

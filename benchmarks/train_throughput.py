@@ -22,8 +22,8 @@ from tensorflow.python.framework.convert_to_constants import (  # noqa: E402
     convert_variables_to_constants_v2,
 )
 
-from fakeface_tf.config import REPO_ROOT, apply_overrides, load_config  # noqa: E402
-from fakeface_tf.models import MODELS, build_model, compile_model  # noqa: E402
+from fakeface_tf.core.config import REPO_ROOT, apply_overrides, load_config  # noqa: E402
+from fakeface_tf.models.registry import MODELS, build_model, compile_model  # noqa: E402
 
 SIZE, BATCH = 128, 32
 

@@ -5,12 +5,18 @@ are, whether this is CI's fast mode, and figures small enough to store in the no
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from fakeface_tf import logs
-from fakeface_tf.config import REPO_ROOT, data_root
+import matplotlib.pyplot as plt
+
+from fakeface_tf.core import logs
+from fakeface_tf.core.config import REPO_ROOT, data_root
+from fakeface_tf.models.artifacts import default_model_path
+
+log = logging.getLogger(__name__)
 
 FAST_ENV = "FAKEFACE_NB_FAST"  # CI sets it to 1: small data, short runs
 
@@ -30,10 +36,6 @@ class Tour:
 def setup() -> Tour:
     """Read fast mode and the data folder, work from the repository root, shrink stored
     figures, and say what was chosen."""
-    import matplotlib.pyplot as plt
-
-    from fakeface_tf.artifacts import default_model_path
-
     logs.show()  # what library functions report appears under the cell
     fast = os.environ.get(FAST_ENV) == "1"
     data, model = data_root(), default_model_path()  # resolved before the working folder moves
@@ -42,7 +44,7 @@ def setup() -> Tour:
     tour = Tour(fast=fast, data=relative(data), out=out,
                 model=relative(model), limit=40 if fast else None)
     plt.rcParams["figure.dpi"] = 72  # keep the stored notebook small
-    print(f"data: {tour.data}\nmodel: {tour.model}\nfast mode: {fast}")
+    log.info("data: %s\nmodel: %s\nfast mode: %s", tour.data, tour.model, fast)
     return tour
 
 

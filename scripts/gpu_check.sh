@@ -23,10 +23,10 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from fakeface_tf import logs
-from fakeface_tf.config import REPO_ROOT, load_config
-from fakeface_tf.data import count_examples, records_path
-from fakeface_tf.train import train
+from fakeface_tf.core import logs
+from fakeface_tf.core.config import REPO_ROOT, load_config
+from fakeface_tf.data.datasets import count_examples, records_path
+from fakeface_tf.training.train import train
 
 work, copies, overrides = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3:]
 gpus = tf.config.list_physical_devices("GPU")

@@ -16,7 +16,7 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 import numpy as np
 import pytest
 
-from fakeface_tf.config import data_root
+from fakeface_tf.core.config import data_root
 
 
 @pytest.fixture(scope="session")
@@ -41,7 +41,7 @@ def write_synthetic_records(folder: Path, size: int = 32, channels: int = 1, per
                             shuffle_labels: bool = False) -> Path:
     """Write train/valid/test shards of synthetic faces into `folder` (with `shuffle_labels`,
     the labels permuted so they no longer follow the images: nothing left to learn)."""
-    from fakeface_tf import records
+    from fakeface_tf.data import records
 
     per_split = per_split or {"train": 64, "valid": 32, "test": 32}
     folder.mkdir(parents=True, exist_ok=True)
@@ -66,7 +66,7 @@ def tiny_records(tmp_path_factory) -> Path:
 
 def tiny_config(records_dir: Path, *overrides: str, model: str = "baseline"):
     """A Config that trains `model` in seconds on `tiny_records` (32x32 gray, no augmentation)."""
-    from fakeface_tf.config import Config, apply_overrides
+    from fakeface_tf.core.config import Config, apply_overrides
 
     return apply_overrides(Config(name=f"tiny-{model}"), [
         f"data.path={records_dir}", "data.image_size=32", f"model.name={model}",
@@ -90,7 +90,7 @@ def crash_after_first_epoch():
 def tiny_run(tiny_records, tmp_path_factory) -> Path:
     """A finished run folder: the baseline model trained 2 epochs on `tiny_records`
     (validation AUC ~1, probabilities near 0.5, so pick thresholds, don't assume 0.5)."""
-    from fakeface_tf.train import train
+    from fakeface_tf.training.train import train
 
     root = tmp_path_factory.mktemp("tiny_run")
     return train(tiny_config(tiny_records), root / "runs", progress=False)
@@ -153,7 +153,7 @@ def live_server(app):
 @pytest.fixture(scope="module")
 def detector(tiny_keras_model):
     """A Detector on `tiny_keras_model`, shared by a module's web-app tests."""
-    from fakeface_tf.inference import Detector
+    from fakeface_tf.serving.inference import Detector
 
     return Detector.load(tiny_keras_model)
 

@@ -1,10 +1,14 @@
 """Loading models from every place a user may point at, with the threshold beside them."""
 
+import shutil
+
 import numpy as np
 import pytest
 
-from fakeface_tf import artifacts
-from fakeface_tf.errors import FakefaceError
+from fakeface_tf.core.errors import FakefaceError
+from fakeface_tf.core.run_folder import RunFolder
+from fakeface_tf.data import faces
+from fakeface_tf.models import artifacts
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +50,19 @@ def test_saved_threshold_is_used_by_the_next_load(keras_file, tmp_path):
     try:
         assert artifacts.load_model(keras_file).threshold == pytest.approx(0.37)
     finally:
-        (keras_file.parent / artifacts.THRESHOLD_FILE).unlink()
+        RunFolder(keras_file.parent).threshold.unlink()
+
+
+def test_the_face_cut_is_read_from_disk_once_per_loaded_model(keras_file, tmp_path, monkeypatch):
+    """Serving asks for the face options on every batch: face_cut.json is read on first use only."""
+    shutil.copy(keras_file, tmp_path / "model.keras")
+    faces.save_cut(tmp_path, faces.FaceOptions(size=24, color="gray", detector="mtcnn test"))
+    reads = []
+    monkeypatch.setattr(artifacts, "read_cut", lambda folder: reads.append(folder) or faces.read_cut(folder))
+    loaded = artifacts.load_model(tmp_path)
+    options = [loaded.face_options for _ in range(3)]
+    assert reads == [tmp_path] and options[0].detector == "mtcnn test"
+    assert all(o is options[0] for o in options)
 
 
 def test_missing_path_is_a_clear_error(tmp_path):

@@ -10,7 +10,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fakeface_tf import cli, faces, images, records
+from fakeface_tf import cli
+from fakeface_tf.data import faces
+from fakeface_tf.data import images
+from fakeface_tf.data import records
 
 GOOD = "zoya_00011.jpg"
 # file name -> (expected manifest status, words the reason must contain)

@@ -13,9 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from fakeface_tf import cli, preprocess, records
-from fakeface_tf.errors import FakefaceError
-from fakeface_tf.faces import FaceCrop, FaceOptions
+from fakeface_tf import cli
+from fakeface_tf import preprocess
+from fakeface_tf.data import records
+from fakeface_tf.core.errors import FakefaceError
+from fakeface_tf.data.faces import FaceCrop, FaceOptions
 
 try:
     from apache_beam.io.filesystem import FileMetadata
@@ -253,7 +255,7 @@ def test_a_url_beam_cannot_serve_is_an_error_naming_it(tmp_path, capsys):
 
 def test_a_failing_image_is_a_manifest_row_not_a_failed_bundle(monkeypatch):
     pytest.importorskip("apache_beam", reason=NEEDS_BEAM)
-    from fakeface_tf import beam
+    from fakeface_tf.preprocess import beam
 
     def crop_files(paths, options, **kwargs):
         if any("poison" in p for p in paths):
@@ -278,7 +280,7 @@ def test_a_failing_image_is_a_manifest_row_not_a_failed_bundle(monkeypatch):
 @pytest.mark.parametrize("where", ["local", "url"])
 def test_a_retried_shard_write_gives_the_same_file_once(tmp_path, monkeypatch, where):
     pytest.importorskip("apache_beam", reason=NEEDS_BEAM)
-    from fakeface_tf import beam
+    from fakeface_tf.preprocess import beam
 
     monkeypatch.setenv("FAKEFS_ROOT", str(tmp_path.parent))
     out = str(tmp_path) if where == "local" else f"fakefs://{tmp_path.name}"

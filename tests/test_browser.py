@@ -20,7 +20,7 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def server(tiny_keras_model):
-    from fakeface_tf.serve import create_app
+    from fakeface_tf.serving.serve import create_app
 
     with live_server(create_app(tiny_keras_model)) as url:
         yield url

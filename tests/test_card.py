@@ -5,7 +5,9 @@ import shutil
 
 import yaml
 
-from fakeface_tf import artifacts, card, evaluate
+from fakeface_tf.models import artifacts
+from fakeface_tf.analysis import card
+from fakeface_tf.analysis import evaluate
 from fakeface_tf.cli import main
 
 

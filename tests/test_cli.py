@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from fakeface_tf.cli import COMMANDS
-from fakeface_tf.config import REPO_ROOT, data_root
+from fakeface_tf.core.config import REPO_ROOT, data_root
 
 
 def _python(code: str, **env: str) -> subprocess.CompletedProcess:
@@ -31,9 +31,9 @@ def test_tensorflow_python_logger_follows_tf_cpp_min_log_level():
 
 
 def test_package_log_lines_show_once_even_when_the_root_logger_has_a_handler():
-    done = _python("import logging\nfrom fakeface_tf import logs\n"
+    done = _python("import logging\nfrom fakeface_tf.core import logs\n"
                    "logging.basicConfig(level=logging.INFO)\nlogs.show()\n"
-                   "logging.getLogger('fakeface_tf.train').info('run folder: x')")
+                   "logging.getLogger('fakeface_tf.training.train').info('run folder: x')")
     assert (done.stdout + done.stderr).count("run folder: x") == 1
 
 

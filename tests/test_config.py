@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fakeface_tf.config import REPO_ROOT, apply_overrides, from_dict, load_config
-from fakeface_tf.errors import FakefaceError
-from fakeface_tf.models import MODELS, check_model_config
+from fakeface_tf.core.config import REPO_ROOT, apply_overrides, from_dict, load_config
+from fakeface_tf.core.errors import FakefaceError
+from fakeface_tf.models.registry import MODELS, check_model_config
 
 CONFIGS = sorted(p for p in (REPO_ROOT / "configs").glob("*.yaml") if not p.stem.startswith("space"))
 

@@ -1,4 +1,4 @@
-"""tf.data pipelines over face-crop TFRecords (fakeface_tf.data), on tiny synthetic shards."""
+"""tf.data pipelines over face-crop TFRecords (fakeface_tf.data.datasets), on tiny synthetic shards."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ import dataclasses
 import numpy as np
 import pytest
 
-from fakeface_tf import data, records
-from fakeface_tf.config import AugmentConfig
-from fakeface_tf.errors import FakefaceError
+from fakeface_tf.data import datasets
+from fakeface_tf.data import records
+from fakeface_tf.core.config import AugmentConfig
+from fakeface_tf.core.errors import FakefaceError
 
 NO_AUGMENT = AugmentConfig(flip=False, rotation=0, zoom=0, shear=0, brightness=0, jpeg_quality=0, blur=0)
 
@@ -21,7 +22,7 @@ def collect(ds) -> tuple[np.ndarray, np.ndarray]:
 
 
 def test_eval_batches_are_float_pixels_in_record_order(tiny_records):
-    images, labels = collect(data.make_dataset(tiny_records, "valid", batch_size=10))
+    images, labels = collect(datasets.make_dataset(tiny_records, "valid", batch_size=10))
     stored = records.read_all(tiny_records, "valid")
     assert images.dtype == np.float32 and labels.dtype == np.float32
     assert images.shape == (32, 32, 32, 1)
@@ -30,14 +31,14 @@ def test_eval_batches_are_float_pixels_in_record_order(tiny_records):
 
 
 def test_unit_range_divides_by_255(tiny_records):
-    raw, _ = collect(data.make_dataset(tiny_records, "test", batch_size=16))
-    unit, _ = collect(data.make_dataset(tiny_records, "test", batch_size=16, unit_range=True))
+    raw, _ = collect(datasets.make_dataset(tiny_records, "test", batch_size=16))
+    unit, _ = collect(datasets.make_dataset(tiny_records, "test", batch_size=16, unit_range=True))
     assert unit.max() <= 1.0
     np.testing.assert_allclose(unit * 255.0, raw, atol=1e-4)
 
 
 def test_meta_holds_path_group_box_angle(tiny_records):
-    images, labels, meta = next(iter(data.make_dataset(tiny_records, "test", batch_size=4,
+    images, labels, meta = next(iter(datasets.make_dataset(tiny_records, "test", batch_size=4,
                                                        with_meta=True)))
     assert set(meta) == {"path", "group", "box", "angle"}
     assert meta["path"].numpy().tolist() == [f"test/{j}.jpg".encode() for j in range(4)]
@@ -46,7 +47,7 @@ def test_meta_holds_path_group_box_angle(tiny_records):
 
 def test_training_shuffle_is_seeded(tiny_records):
     def order(seed):
-        _, labels, meta = zip(*data.make_dataset(tiny_records, "train", batch_size=64, training=True,
+        _, labels, meta = zip(*datasets.make_dataset(tiny_records, "train", batch_size=64, training=True,
                                                  seed=seed, with_meta=True))
         return meta[0]["path"].numpy().tolist()
 
@@ -65,7 +66,7 @@ def batches(ds, epochs: int = 2) -> list[tuple[np.ndarray, np.ndarray]]:
 
 
 def test_same_seed_gives_identical_augmented_batches_and_another_seed_does_not(tiny_records):
-    make = lambda seed: data.make_dataset(tiny_records, "train", batch_size=16,  # noqa: E731
+    make = lambda seed: datasets.make_dataset(tiny_records, "train", batch_size=16,  # noqa: E731
                                           training=True, augment=ALL_ON, seed=seed)
     first, again, other = batches(make(3)), batches(make(3)), batches(make(4))
     assert len(first) == len(again) == 8  # 64 images, batch 16, two passes
@@ -76,7 +77,7 @@ def test_same_seed_gives_identical_augmented_batches_and_another_seed_does_not(t
 
 
 def test_each_epoch_draws_new_augmentations_for_the_same_image(tiny_records):
-    ds = data.make_dataset(tiny_records, "train", batch_size=16, training=True, with_meta=True,
+    ds = datasets.make_dataset(tiny_records, "train", batch_size=16, training=True, with_meta=True,
                            augment=dataclasses.replace(ALL_ON, mixup=0.0), seed=3)
     epochs = [{p: img for x, _, meta in ds for p, img in zip(meta["path"].numpy(), x.numpy())}
               for _ in range(2)]
@@ -89,7 +90,7 @@ def test_each_epoch_draws_new_augmentations_for_the_same_image(tiny_records):
 def test_each_augmentation_switch_alone_changes_images(tiny_records, switch):
     value = {"flip": True, "rotation": 0.1, "zoom": 0.2, "shear": 0.2, "brightness": 0.3,
              "jpeg_quality": 20, "blur": 1.0, "shift": 0.2, "mixup": 0.4}[switch]
-    make = lambda aug: data.make_dataset(tiny_records, "train", batch_size=32,  # noqa: E731
+    make = lambda aug: datasets.make_dataset(tiny_records, "train", batch_size=32,  # noqa: E731
                                          training=True, augment=aug, seed=5)
     plain, _ = collect(make(NO_AUGMENT))
     changed, _ = collect(make(dataclasses.replace(NO_AUGMENT, **{switch: value})))
@@ -97,7 +98,7 @@ def test_each_augmentation_switch_alone_changes_images(tiny_records, switch):
 
 
 def test_shift_moves_whole_pixels_without_resampling(tiny_records):
-    make = lambda aug: data.make_dataset(tiny_records, "train", batch_size=32,  # noqa: E731
+    make = lambda aug: datasets.make_dataset(tiny_records, "train", batch_size=32,  # noqa: E731
                                          training=True, augment=aug, seed=5)
     plain, _ = collect(make(NO_AUGMENT))
     shifted, _ = collect(make(dataclasses.replace(NO_AUGMENT, shift=0.2)))
@@ -107,7 +108,7 @@ def test_shift_moves_whole_pixels_without_resampling(tiny_records):
 
 
 def test_mixup_blends_images_and_labels_alike_and_is_reproducible(tiny_records):
-    make = lambda aug: data.make_dataset(tiny_records, "train", batch_size=16,  # noqa: E731
+    make = lambda aug: datasets.make_dataset(tiny_records, "train", batch_size=16,  # noqa: E731
                                          training=True, augment=aug, seed=5)
     mixed = dataclasses.replace(NO_AUGMENT, mixup=0.4)
     images, labels = collect(make(mixed))
@@ -122,13 +123,13 @@ def test_mixup_blends_images_and_labels_alike_and_is_reproducible(tiny_records):
 
 
 def test_all_switches_off_leaves_images_untouched(tiny_records):
-    make = lambda aug: data.make_dataset(tiny_records, "train", batch_size=32,  # noqa: E731
+    make = lambda aug: datasets.make_dataset(tiny_records, "train", batch_size=32,  # noqa: E731
                                          training=True, augment=aug, seed=5)
     assert np.array_equal(collect(make(NO_AUGMENT))[0], collect(make(None))[0])
 
 
 def test_repeat_and_drop_remainder_give_full_batches(tiny_records):
-    ds = data.make_dataset(tiny_records, "train", batch_size=48, training=True, repeat=True,
+    ds = datasets.make_dataset(tiny_records, "train", batch_size=48, training=True, repeat=True,
                            drop_remainder=True)
     shapes = [images.shape[0] for images, _ in ds.take(3)]
     assert shapes == [48, 48, 48]
@@ -136,16 +137,16 @@ def test_repeat_and_drop_remainder_give_full_batches(tiny_records):
 
 def test_sources_folder_glob_and_list_agree(tiny_records):
     files = records.shard_files(tiny_records, "test")
-    by_folder = collect(data.make_dataset(tiny_records, "test"))[1]
-    by_glob = collect(data.make_dataset(str(tiny_records / "*.tfrecord"), "test"))[1]
-    by_list = collect(data.make_dataset(files))[1]
+    by_folder = collect(datasets.make_dataset(tiny_records, "test"))[1]
+    by_glob = collect(datasets.make_dataset(str(tiny_records / "*.tfrecord"), "test"))[1]
+    by_list = collect(datasets.make_dataset(files))[1]
     assert np.array_equal(by_folder, by_glob) and np.array_equal(by_folder, by_list)
 
 
 def test_image_shape_and_counts(tiny_records):
-    assert data.image_shape(tiny_records) == (32, 32, 1)
-    assert data.count_examples(tiny_records, "train") == {"real": 32, "fake": 32}
-    assert data.count_examples(tiny_records) == {"real": 64, "fake": 64}
+    assert datasets.image_shape(tiny_records) == (32, 32, 1)
+    assert datasets.count_examples(tiny_records, "train") == {"real": 32, "fake": 32}
+    assert datasets.count_examples(tiny_records) == {"real": 64, "fake": 64}
 
 
 def test_counts_add_up_over_many_reading_batches(tmp_path):
@@ -153,20 +154,20 @@ def test_counts_add_up_over_many_reading_batches(tmp_path):
     pixels = np.zeros((4, 4, 1), np.uint8)
     records.write(tmp_path / records.shard_name("test", 0, 1),
                   (records.serialize(pixels, int(fake), path=f"{i}.png") for i, fake in enumerate(labels)))
-    assert data.count_examples(tmp_path, "test") == {"real": 466, "fake": 234}
+    assert datasets.count_examples(tmp_path, "test") == {"real": 466, "fake": 234}
 
 
 def test_missing_records_is_a_clear_error(tmp_path):
     with pytest.raises(FakefaceError, match="no TFRecord files for split 'train'"):
-        data.make_dataset(tmp_path, "train")
+        datasets.make_dataset(tmp_path, "train")
 
 
 def test_train_fraction_keeps_a_nested_hash_chosen_subset(tiny_records):
     def paths(fraction):
-        ds = data.make_dataset(tiny_records, "train", batch_size=64, with_meta=True, fraction=fraction)
+        ds = datasets.make_dataset(tiny_records, "train", batch_size=64, with_meta=True, fraction=fraction)
         return {p.decode() for _, _, meta in ds for p in meta["path"].numpy()}
 
     quarter, half, whole = paths(0.25), paths(0.5), paths(1.0)
     assert quarter < half < whole and len(whole) == 64
     assert abs(len(half) - 32) <= 10 and abs(len(quarter) - 16) <= 8
-    assert sum(data.count_examples(tiny_records, "train", 0.5).values()) == len(half)
+    assert sum(datasets.count_examples(tiny_records, "train", 0.5).values()) == len(half)

@@ -1,4 +1,4 @@
-"""Ensembles (fakeface_tf.ensemble): averaged logits in one flat, portable, explainable model."""
+"""Ensembles (fakeface_tf.training.ensemble): averaged logits in one flat, portable, explainable model."""
 
 from __future__ import annotations
 
@@ -10,15 +10,15 @@ import keras
 import numpy as np
 import pytest
 
-from fakeface_tf import records
+from fakeface_tf.data import records
 from fakeface_tf.cli import main
-from fakeface_tf.config import Config, apply_overrides
-from fakeface_tf.artifacts import member_prefixes
-from fakeface_tf.ensemble import ensemble
-from fakeface_tf.errors import FakefaceError
-from fakeface_tf.inference import EXPLAIN_METHODS, Detector
-from fakeface_tf.models import build_model
-from fakeface_tf.train import train
+from fakeface_tf.core.config import Config, apply_overrides
+from fakeface_tf.models.artifacts import member_prefixes
+from fakeface_tf.training.ensemble import ensemble
+from fakeface_tf.core.errors import FakefaceError
+from fakeface_tf.serving.inference import EXPLAIN_METHODS, Detector
+from fakeface_tf.models.registry import build_model
+from fakeface_tf.training.train import train
 
 from conftest import tiny_config
 

@@ -8,9 +8,11 @@ import numpy as np
 import pytest
 from sklearn import metrics as sk
 
-from fakeface_tf import artifacts, evaluate, records
+from fakeface_tf.models import artifacts
+from fakeface_tf.analysis import evaluate, metrics
+from fakeface_tf.data import records
 from fakeface_tf.cli import main
-from fakeface_tf.errors import FakefaceError
+from fakeface_tf.core.errors import FakefaceError
 
 PROMISED = ("metrics.json", "scores.csv", "confusion_matrix.png", "roc_curve.png", "pr_curve.png",
             "reliability.png", "score_histograms.png", "worst_false_positives.png",
@@ -171,7 +173,7 @@ def test_learning_curve_scores_each_run_on_the_test_split_ordered_by_training_fa
         tiny_records, tiny_run_copy, tmp_path, capsys):
     import pandas as pd
 
-    from fakeface_tf.train import train
+    from fakeface_tf.training.train import train
     from conftest import tiny_config
 
     half = train(tiny_config(tiny_records, "data.train_fraction=0.5"), tmp_path / "runs",
@@ -193,7 +195,7 @@ def test_learning_curve_scores_each_run_on_the_test_split_ordered_by_training_fa
 def brute_force_threshold(y, s, method, target_fpr=None):
     """choose_threshold's definition, one candidate at a time over every image."""
     y, s = np.asarray(y), np.asarray(s, dtype=float)
-    candidates = evaluate._candidate_thresholds(s)
+    candidates = metrics._candidate_thresholds(s)
     if method == "accuracy":
         accuracy = np.array([np.mean((s >= c) == (y == 1)) for c in candidates])
         best = np.flatnonzero(accuracy == accuracy.max())

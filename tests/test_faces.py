@@ -1,4 +1,4 @@
-"""Face finding, levelling and cropping (fakeface_tf.faces) on real sample photographs."""
+"""Face finding, levelling and cropping (fakeface_tf.data.faces) on real sample photographs."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ import cv2
 import numpy as np
 import pytest
 
-from fakeface_tf import faces, images
-from fakeface_tf.errors import FakefaceError
+from fakeface_tf.data import faces
+from fakeface_tf.data import images
+from fakeface_tf.core.errors import FakefaceError
 
 ROTATION = 15.0  # degrees, counter-clockwise as displayed (cv2 convention)
 
@@ -123,7 +124,7 @@ def test_bounded_nms_keeps_exactly_the_boxes_mtcnns_nms_keeps():
     in three images, ties in confidence, empty boxes, both overlap rules, sorted or not."""
     from mtcnn.utils.bboxes import smart_nms_from_bboxes
 
-    from fakeface_tf import mtcnn_bounded
+    from fakeface_tf.data import mtcnn_bounded
 
     rng = np.random.default_rng(1)
     for trial in range(12):
@@ -150,15 +151,17 @@ def test_bounded_detector_finds_what_mtcnn_finds_on_sample_photos(sample_root):
     propose hundreds of windows."""
     from mtcnn import MTCNN
 
+    from fakeface_tf.data import mtcnn_bounded
+
     paths = sorted((sample_root / "faces" / "real").glob("*.jpg"))[:4]
     paths += sorted((sample_root / "faces" / "fake").glob("*.jpg"))[:4]
     textures = [sample_root / "nonface" / f"skimage_{name}.jpg"
                 for name in ("gravel", "grass", "motorcycle_left")]
-    bounded, plain = faces.get_detector(), MTCNN()
+    bounded, plain = faces.mtcnn_detector(), MTCNN()
     for group in (paths, textures):
         shown = [faces._detection_input(images.load_image(p))[0] for p in group]
         with np.errstate(divide="ignore", invalid="ignore"):  # mtcnn's NMS on empty boxes
             assert repr(faces._detect(shown, bounded)) == repr(faces._detect(shown, plain))
     windows = bounded.stages[0].windows  # the last group's: the textures
-    assert 0 < windows <= faces.PNET_WINDOWS
-    assert max(bounded.stages[0].proposals) < faces.MAX_PROPOSALS
+    assert 0 < windows <= mtcnn_bounded.PNET_WINDOWS
+    assert max(bounded.stages[0].proposals) < mtcnn_bounded.MAX_PROPOSALS

@@ -10,12 +10,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fakeface_tf import config, fairness, labelled
+from fakeface_tf.core import config
+from fakeface_tf.analysis import fairness, fairness_metrics, fairness_output
+from fakeface_tf.data import labelled
 from fakeface_tf.cli import main
-from fakeface_tf.config import Config
-from fakeface_tf.errors import FakefaceError
-from fakeface_tf.faces import FaceOptions
-from fakeface_tf.train import train
+from fakeface_tf.core.config import Config
+from fakeface_tf.core.errors import FakefaceError
+from fakeface_tf.data.faces import FaceOptions
+from fakeface_tf.training.train import train
 
 from conftest import tiny_config
 
@@ -102,7 +104,7 @@ def test_fnr_without_fakes_stays_unavailable():
     assert math.isnan(versus["tpr_difference"]) and math.isnan(versus["aod"])
     assert versus["aod_fpr_half"] == pytest.approx(0.5 * (1 / 3 - 0))
     assert versus["equalized_odds"]["basis"].startswith("FPR gap only")
-    cleaned = fairness._clean({"fnr": white.fnr, "aod_ci": versus["aod_ci"]})
+    cleaned = fairness_output._clean({"fnr": white.fnr, "aod_ci": versus["aod_ci"]})
     assert cleaned == {"fnr": None, "aod_ci": [None, None]}
 
 
@@ -141,11 +143,11 @@ def test_bootstrap_is_seeded_and_reproducible():
 def test_bootstrap_drawn_in_chunks_gives_the_intervals_of_one_draw(monkeypatch):
     t, p, groups = random_table(n=300)
     whole = fairness.fairness_report(t, p, groups, seed=2, n_boot=100)
-    monkeypatch.setattr(fairness, "BOOT_CELLS", 700)  # the 300 faces 2 resamples at a time
+    monkeypatch.setattr(fairness_metrics, "BOOT_CELLS", 700)  # the 300 faces 2 resamples at a time
     chunked = fairness.fairness_report(t, p, groups, seed=2, n_boot=100)
     pd.testing.assert_frame_equal(whole["groups"], chunked["groups"])
-    assert json.dumps(fairness._clean(whole["comparisons"])) == json.dumps(
-        fairness._clean(chunked["comparisons"]))
+    assert json.dumps(fairness_output._clean(whole["comparisons"])) == json.dumps(
+        fairness_output._clean(chunked["comparisons"]))
 
 
 def test_a_clear_gap_is_flagged_and_no_gap_is_not():
@@ -335,7 +337,7 @@ def test_training_mixes_in_each_fairness_face_of_the_training_part_weight_times(
 
 
 def test_faces_cut_and_scored_in_chunks_score_as_in_one_piece(pairs_setup, monkeypatch):
-    from fakeface_tf.artifacts import load_model
+    from fakeface_tf.models.artifacts import load_model
 
     _, labels, model = pairs_setup
     df = labelled.load_labels(labels)

@@ -1,4 +1,5 @@
-"""The frozen part's outputs kept on disk (frozen_cache.py) and the bounded-memory probe."""
+"""A model cut at its frozen layers (frozen.py), the frozen part's outputs kept on disk
+(frozen_cache.py, stored_maps.py) and the bounded-memory probe (probe.py)."""
 
 from __future__ import annotations
 
@@ -13,10 +14,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fakeface_tf import data, frozen, frozen_cache
-from fakeface_tf.config import load_config
-from fakeface_tf.errors import FakefaceError
-from fakeface_tf.frozen_cache import Part, StoredMaps
+from fakeface_tf.data import datasets
+from fakeface_tf.training import frozen
+from fakeface_tf.training import frozen_cache, probe
+from fakeface_tf.core.config import load_config
+from fakeface_tf.core.errors import FakefaceError
+from fakeface_tf.models.registry import build_model, frozen_outputs
+from fakeface_tf.training.stored_maps import Part, StoredMaps
 
 from conftest import crash_after_first_epoch, tiny_config, write_synthetic_records
 
@@ -49,6 +53,53 @@ def stores(records: Path, views: int = 2) -> list[frozen_cache.Store]:
 def counting_builds():
     """Patch frozen_cache.build with a wrapper that counts the frozen passes it runs."""
     return mock.patch.object(frozen_cache, "build", side_effect=frozen_cache.build)
+
+
+# ---------------------------------------------------------------- the cut (frozen.cut_at_frozen)
+
+
+def faceres_model(*overrides: str):
+    """A FaceRes model for 32x32 RGB faces (resized to 224 inside) and its model config."""
+    cfg = tiny_config(Path("unused-records"), "model.name=faceres", "data.color=rgb", *overrides)
+    return build_model(cfg), cfg.model
+
+
+def features(model: keras.Model, inputs) -> keras.Model:
+    """`model`'s graph from `inputs` (its own, or cut tensors) up to the `features` layer."""
+    return keras.Model(inputs, model.get_layer("features").output)
+
+
+@pytest.mark.parametrize("overrides, cut", [
+    (("model.trainable_blocks=1", "model.feature_blocks=11,13"),
+     ["conv_pw_11_relu", "conv_pw_12_relu"]),  # a feature map the head reads, the last frozen block
+    (("model.trainable_blocks=0",), ["features"]),  # all frozen: the features themselves
+])
+def test_the_two_parts_of_a_model_cut_at_its_frozen_layers_compose_to_the_whole(overrides, cut):
+    model, model_cfg = faceres_model(*overrides)
+    frozen_part, rest = frozen.cut_at_frozen(model, model_cfg)
+    assert frozen_part.output_names == cut
+    images = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype("float32")
+    maps = frozen_part(images, training=False)
+    assert isinstance(maps, list) == (len(cut) > 1)  # one cut tensor: plain batches fit the rest
+    np.testing.assert_allclose(rest(maps, training=False), model(images, training=False),
+                               rtol=0, atol=1e-6)
+    whole = features(model, model.inputs)(images, training=False)  # unsaturated, unlike P(fake)
+    through_rest = maps if cut == ["features"] else features(
+        model, frozen_outputs(model, model_cfg))(maps, training=False)
+    np.testing.assert_allclose(through_rest, whole, rtol=0, atol=1e-6)
+    # The frozen part trains nothing; the rest trains exactly what the whole model trains.
+    assert frozen_part.trainable_weights == []
+    assert model.trainable_weights
+    assert {v.path for v in rest.trainable_weights} == {v.path for v in model.trainable_weights}
+
+
+def test_a_model_with_nothing_frozen_cannot_be_cut():
+    model, model_cfg = faceres_model("model.trainable_blocks=14")
+    with pytest.raises(FakefaceError, match="needs a frozen part"):
+        frozen.cut_at_frozen(model, model_cfg)
+
+
+# ---------------------------------------------------------------- stored maps (frozen_cache)
 
 
 def test_stored_maps_are_reused_until_the_records_change(cache_dir, rgb_records):
@@ -125,10 +176,10 @@ def test_stored_maps_reshuffle_and_flip_by_epoch_so_a_resumed_run_continues(cach
 
 def test_a_training_fraction_reads_the_faces_the_records_keep(cache_dir, rgb_records):
     train, _ = stores(rgb_records)
-    kept = sum(data.count_examples(rgb_records, "train", 0.5).values())
+    kept = sum(datasets.count_examples(rgb_records, "train", 0.5).values())
     half = StoredMaps([Part(train, fraction=0.5)], 16, faces=kept)
     labels = np.concatenate([y for _, y in half.plain()])
-    images = data.make_dataset(rgb_records, "train", batch_size=16, fraction=0.5)
+    images = datasets.make_dataset(rgb_records, "train", batch_size=16, fraction=0.5)
     assert 0 < kept < 64 and len(labels) == kept
     np.testing.assert_array_equal(labels, np.concatenate([y for _, y in images]))
 
@@ -137,8 +188,8 @@ def test_auto_keeps_small_sets_in_memory_and_larger_ones_on_disk(cache_dir, rgb_
                                                                  monkeypatch):
     cfg = tiny_config(rgb_records, "data.color=rgb", "augment.flip=true", "training.cache_frozen=auto")
     part, optimizer = pooled(), keras.optimizers.Adam()
-    images = data.make_dataset(rgb_records, "train", batch_size=16)
-    valid = data.make_dataset(rgb_records, "valid", batch_size=16)
+    images = datasets.make_dataset(rgb_records, "train", batch_size=16)
+    valid = datasets.make_dataset(rgb_records, "valid", batch_size=16)
     in_memory, _ = frozen.cache(part, cfg, images, valid, optimizer)
     maps_bytes = (64 * 2 + 32) * 4 * 4 * 3 * 2  # training faces x 2 views, validation faces
     monkeypatch.setattr(frozen_cache, "RAM_CACHE_BYTES", maps_bytes - 1)
@@ -152,7 +203,7 @@ def test_auto_keeps_small_sets_in_memory_and_larger_ones_on_disk(cache_dir, rgb_
 def test_the_probe_sample_keeps_everything_in_order_when_small_and_a_bounded_sample_else():
     rng = np.random.default_rng(0)
     x, y = rng.normal(3, 2, (1000, 5)).astype(np.float32), np.arange(1000) % 2
-    small, bounded, moments = frozen.Reservoir(2000, 0), frozen.Reservoir(100, 0), frozen.Moments()
+    small, bounded, moments = probe.Reservoir(2000, 0), probe.Reservoir(100, 0), probe.Moments()
     for start in range(0, 1000, 64):
         small.add(x[start:start + 64], y[start:start + 64])
         bounded.add(x[start:start + 64], y[start:start + 64])
@@ -167,7 +218,7 @@ def test_the_probe_sample_keeps_everything_in_order_when_small_and_a_bounded_sam
 
 
 def test_configs_with_the_old_boolean_cache_frozen_still_load(tmp_path):
-    from fakeface_tf.config import REPO_ROOT
+    from fakeface_tf.core.config import REPO_ROOT
 
     assert load_config(REPO_ROOT / "saved_models" / "reference" / "config.yaml").training.cache_frozen == "auto"
     only_flips = "augment: {rotation: 0, zoom: 0, brightness: 0}\n"
@@ -194,8 +245,8 @@ def faceres_runs(tmp_path_factory):
     """Two-epoch runs of one tiny FaceRes config (two cut tensors): in memory, on disk, and
     on disk again, interrupted after its first epoch and resumed; the frozen passes of each
     counted."""
-    from fakeface_tf import faceres
-    from fakeface_tf.train import resume, train
+    from fakeface_tf.models import faceres
+    from fakeface_tf.training.train import resume, train
 
     weights = faceres.weights_file().parent.resolve()
     root = tmp_path_factory.mktemp("frozen_runs")

@@ -10,13 +10,13 @@ import pytest
 import tensorflow as tf
 import yaml
 
-from fakeface_tf import data
-from fakeface_tf.config import REPO_ROOT, apply_overrides, load_config
-from fakeface_tf.errors import FakefaceError
-from fakeface_tf.export import exportable
-from fakeface_tf.models import build_model, compile_model
-from fakeface_tf.multiworker import custom_fit
-from fakeface_tf.train import _precision
+from fakeface_tf.data import datasets
+from fakeface_tf.core.config import REPO_ROOT, apply_overrides, load_config
+from fakeface_tf.core.errors import FakefaceError
+from fakeface_tf.models.export import exportable
+from fakeface_tf.models.registry import build_model, compile_model
+from fakeface_tf.training.multiworker import custom_fit
+from fakeface_tf.training.runtime import precision
 
 from conftest import tiny_config
 
@@ -29,10 +29,10 @@ class EpochLogs(keras.callbacks.Callback):
 def one_step(cfg, records, loop: str) -> tuple[keras.Model, dict]:
     """Build and compile `cfg`'s model under its dtype policy and train it one batch with
     Keras `fit` or the multi-worker module's loop (on the default strategy)."""
-    train_ds = data.make_dataset(records, "train", batch_size=16, training=True, repeat=True)
-    valid_ds = data.make_dataset(records, "valid", batch_size=16).apply(
+    train_ds = datasets.make_dataset(records, "train", batch_size=16, training=True, repeat=True)
+    valid_ds = datasets.make_dataset(records, "valid", batch_size=16).apply(
         tf.data.experimental.assert_cardinality(2))
-    with _precision(cfg):
+    with precision(cfg.training):
         model = compile_model(build_model(cfg), cfg, 1)
         before = model.get_weights()
         if loop == "fit":
@@ -75,7 +75,7 @@ def test_a_deterministic_training_puts_the_determinism_switch_back(tiny_records)
 
     before = tf_config.is_op_determinism_enabled()
     for deterministic in (True, False):
-        with _precision(tiny_config(tiny_records, f"training.deterministic={deterministic}")):
+        with precision(tiny_config(tiny_records, f"training.deterministic={deterministic}").training):
             assert tf_config.is_op_determinism_enabled() is deterministic
         assert tf_config.is_op_determinism_enabled() is before
 

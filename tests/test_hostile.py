@@ -18,9 +18,9 @@ import pytest
 from conftest import live_server
 from PIL import Image
 
-from fakeface_tf import images
-from fakeface_tf.batcher import Batcher
-from fakeface_tf.serve import Limits, create_app
+from fakeface_tf.data import images
+from fakeface_tf.serving.batcher import Batcher
+from fakeface_tf.serving.serve import Limits, create_app
 
 with warnings.catch_warnings():  # starlette's notice that it prefers httpx2 to httpx
     warnings.simplefilter("ignore")

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fakeface_tf import faces, images
+from fakeface_tf.data import decode_memory, faces, images
 from hostile_uploads import many_faces
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc for peak RSS")
@@ -73,7 +73,7 @@ def in_child(setup: str, run: str, *args: str, limit: int = GOAL_EXTRA, timeout:
 
 def decode_in_child(path, limit: int = GOAL_EXTRA) -> dict:
     """in_child for `load_image(path)`, Pillow's format plugins loaded beforehand (as in a server)."""
-    setup = "from PIL import Image\nfrom fakeface_tf import images\nImage.init()"
+    setup = "from PIL import Image\nfrom fakeface_tf.data import images\nImage.init()"
     return in_child(setup, "images.load_image(sys.argv[2])", str(path), limit=limit)
 
 
@@ -222,21 +222,22 @@ def test_the_decode_estimate_bounds_what_decoding_really_takes(name, tmp_path):
     most a third above it: what the budget refuses really would have cost that much."""
     path = _write(tmp_path, "image", MEASURED[name]())
     img = Image.open(path)
-    plan = images.layout(img, path.read_bytes())
+    plan = decode_memory.layout(img, path.read_bytes())
     if img.format == "JPEG":
         img.draft(img.mode, (images.WORK_SIDE, images.WORK_SIDE))
-    estimate = images.decode_cost(img.mode, img.size, plan, img.mode == "P" and "transparency" in img.info)
+    estimate = decode_memory.decode_cost(img.mode, img.size, plan, img.mode == "P" and "transparency" in img.info,
+                                         side=images.WORK_SIDE)
     cost = decode_in_child(path)
     assert cost["outcome"] == "ok", cost
-    assert cost["extra"] <= estimate <= 1.34 * cost["extra"] + images.DECODE_OVERHEAD, (cost, estimate)
+    assert cost["extra"] <= estimate <= 1.34 * cost["extra"] + decode_memory.DECODE_OVERHEAD, (cost, estimate)
 
 
 def test_the_budget_fits_a_max_pixels_rgb_photo_and_refuses_its_rgba_twin():
     side = int(images.MAX_PIXELS ** 0.5)
     budget = images.decode_bytes_bound()
-    rows = {channels: images.Layout(buffer_bytes=2 * (channels * side + 1)) for channels in (3, 4)}
-    assert images.decode_cost("RGB", (side, side), rows[3]) <= budget
-    assert images.decode_cost("RGBA", (side, side), rows[4]) > budget
+    rows = {channels: decode_memory.Layout(buffer_bytes=2 * (channels * side + 1)) for channels in (3, 4)}
+    assert decode_memory.decode_cost("RGB", (side, side), rows[3], side=images.WORK_SIDE) <= budget
+    assert decode_memory.decode_cost("RGBA", (side, side), rows[4], side=images.WORK_SIDE) > budget
 
 
 # ----------------------------------------------------------------------------- face detection
@@ -249,12 +250,14 @@ def crowd(sample_root) -> np.ndarray:
 
 
 def test_a_photo_of_many_faces_sends_at_most_max_proposals_to_the_later_stages(crowd):
-    detector = faces.get_detector()
+    from fakeface_tf.data import mtcnn_bounded as caps  # imports TensorFlow, as the detector does
+
+    detector = faces.mtcnn_detector()
     crop = faces.extract_face(crowd, detector=detector)
     pnet, rnet, onet = detector.stages
-    assert pnet.windows > faces.PNET_WINDOWS  # the cap is what held it
-    assert pnet.proposals == [faces.MAX_PROPOSALS]
-    assert rnet.inputs == faces.MAX_PROPOSALS and onet.inputs <= faces.MAX_PROPOSALS
+    assert pnet.windows > caps.PNET_WINDOWS  # the cap is what held it
+    assert pnet.proposals == [caps.MAX_PROPOSALS]
+    assert rnet.inputs == caps.MAX_PROPOSALS and onet.inputs <= caps.MAX_PROPOSALS
     assert crop.status == "too_small"  # faces were found; each is below min_face
 
 
@@ -262,11 +265,11 @@ def test_a_photo_of_many_faces_sends_at_most_max_proposals_to_the_later_stages(c
 def test_a_2048_px_photo_of_1024_faces_stays_within_the_memory_goal(sample_root, tmp_path):
     """The issue's photo: 1,024 faces of 32 px in 2048 x 2048 (~20 GB in mtcnn's own NMS)."""
     path = _write(tmp_path, "crowd.jpg", many_faces(sample_root / "faces" / "real", 2048, 32))
-    setup = ("from fakeface_tf import faces, images\n"
-             "detector = faces.get_detector()\n"
+    setup = ("from fakeface_tf.data import faces, images, mtcnn_bounded\n"
+             "detector = faces.mtcnn_detector()\n"
              "faces.extract_face(images.load_image(sys.argv[3]), detector=detector)  # warm")
     run = ("crop = faces.extract_face(images.load_image(sys.argv[2]), detector=detector)\n"
-           "assert detector.stages[1].inputs == faces.MAX_PROPOSALS, detector.stages[1].inputs")
+           "assert detector.stages[1].inputs == mtcnn_bounded.MAX_PROPOSALS, detector.stages[1].inputs")
     face = sorted((sample_root / "faces" / "real").glob("*.jpg"))[0]
     cost = in_child(setup, run, str(path), str(face), timeout=600)
     assert cost["outcome"] == "ok" and cost["extra"] < GOAL_EXTRA, cost

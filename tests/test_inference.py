@@ -10,17 +10,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fakeface_tf.faces import crop_transform
-from fakeface_tf.images import CorruptImageError, EmptyImageError, ImageTooLargeError, NotAnImageError
-from fakeface_tf.inference import (
-    EXPLAIN_METHODS,
-    Detector,
-    heatmap_to_original,
-    overlay,
-    read_image,
-    unit_range,
-    verdict_for,
-)
+from fakeface_tf.data.faces import crop_transform
+from fakeface_tf.data.images import CorruptImageError, EmptyImageError, ImageTooLargeError, NotAnImageError
+from fakeface_tf.serving.drawing import heatmap_to_original, overlay
+from fakeface_tf.serving.explanations import EXPLAIN_METHODS, unit_range
+from fakeface_tf.serving.inference import Detector, read_image, verdict_for
 
 
 @pytest.fixture(scope="module")
@@ -134,8 +128,8 @@ def test_bad_image_bytes_raise_the_specific_error(face_path, make, error):
 
 def test_every_method_explains_a_model_with_the_fft_branch(tmp_path, sample_root):
     """The FFT branch holds raw ops (zeros_like, fft2); wrapping the model must not clash."""
-    from fakeface_tf.config import apply_overrides, Config
-    from fakeface_tf.models import build_model
+    from fakeface_tf.core.config import apply_overrides, Config
+    from fakeface_tf.models.registry import build_model
 
     cfg = apply_overrides(Config(), ["model.name=fast", "model.freq_branch=true", "data.image_size=64",
                                      "model.filters=8"])

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from fakeface_tf.config import Config, apply_overrides
-from fakeface_tf.errors import FakefaceError
-from fakeface_tf.export import export_saved_model
-from fakeface_tf.models import MIN_SIZE, MODELS, build_model, compile_model, frozen_outputs
+from fakeface_tf.core.config import Config, apply_overrides
+from fakeface_tf.core.errors import FakefaceError
+from fakeface_tf.models.export import export_saved_model
+from fakeface_tf.models.registry import MIN_SIZE, MODELS, build_model, compile_model, frozen_outputs
 
 HEAVY = {"vgg16", "xception", "densenet121", "resnet50", "efficientnetb0"}
 

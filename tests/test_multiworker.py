@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fakeface_tf.errors import FakefaceError
+from fakeface_tf.core.errors import FakefaceError
 
 from conftest import free_port, tiny_config, write_synthetic_records
 
@@ -28,8 +28,8 @@ CLI = "import sys; from fakeface_tf.cli import main; sys.exit(main(sys.argv[1:])
 DYING_WORKER = """
 import os, signal, sys
 import keras
-from fakeface_tf.config import load_config
-from fakeface_tf.train import train
+from fakeface_tf.core.config import load_config
+from fakeface_tf.training.train import train
 
 class Die(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
@@ -44,9 +44,9 @@ import sys
 import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from fakeface_tf import train
-from fakeface_tf.config import load_config
-train._strategy = lambda cfg: tf.distribute.MirroredStrategy()
+from fakeface_tf.training import runtime, train
+from fakeface_tf.core.config import load_config
+runtime.strategy = lambda distribute: tf.distribute.MirroredStrategy()
 train.train(load_config(sys.argv[1]), sys.argv[2], progress=False)
 """
 

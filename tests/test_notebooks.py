@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from fakeface_tf.config import REPO_ROOT
-from fakeface_tf.quiet import NOISE
+from fakeface_tf.core.config import REPO_ROOT
+from fakeface_tf.core.quiet import NOISE
 
 NOTEBOOKS = sorted((REPO_ROOT / "notebooks").glob("*.ipynb"))
 # An absolute path after a space, quote, bracket or equals sign: /work/..., /home/..., /tmp/...

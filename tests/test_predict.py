@@ -8,7 +8,8 @@ import shutil
 
 import pytest
 
-from fakeface_tf import artifacts, faces
+from fakeface_tf.models import artifacts
+from fakeface_tf.data import faces
 from fakeface_tf.cli import main
 
 KEYS = {"path", "verdict", "probability", "threshold", "box", "angle", "face_status",
@@ -69,7 +70,7 @@ def test_missing_file_is_refused_before_the_model_loads(tmp_path, monkeypatch, c
     def never(*args, **kwargs):
         raise AssertionError("the model was loaded for a missing file")
 
-    monkeypatch.setattr("fakeface_tf.predict.Detector.load", never)
+    monkeypatch.setattr("fakeface_tf.serving.inference.Detector.load", never)
     assert main(["predict", str(tmp_path / "missing.jpg")]) == 2
     assert capsys.readouterr().err.strip() == f"fakeface: error: file not found: {tmp_path / 'missing.jpg'}"
 
@@ -84,5 +85,5 @@ def test_predict_module_imports_without_tensorflow():
     import subprocess
     import sys
 
-    code = "import sys, fakeface_tf.predict; sys.exit('tensorflow' in sys.modules or 'keras' in sys.modules)"
+    code = "import sys, fakeface_tf.serving.predict; sys.exit('tensorflow' in sys.modules or 'keras' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0

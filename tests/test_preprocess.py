@@ -9,8 +9,15 @@ import os
 import numpy as np
 import pytest
 
-from fakeface_tf import cli, data, faces, files, preprocess, records
-from fakeface_tf.errors import FakefaceError
+from fakeface_tf import cli
+from fakeface_tf.data import datasets
+from fakeface_tf.data import faces
+from fakeface_tf.core import files
+from fakeface_tf import preprocess
+from fakeface_tf.data import records
+from fakeface_tf.preprocess.shards import csv_text, write_shard
+from fakeface_tf.preprocess.summary import status_counts, write_manifest
+from fakeface_tf.core.errors import FakefaceError
 
 
 def link_faces(sample_root, folder, per_class: int) -> list[str]:
@@ -183,7 +190,7 @@ def test_end_to_end_cli_on_twenty_sample_faces(tmp_path, sample_root, capsys):
     seen = 0
     for split in records.SPLITS:
         if any(r["split"] == split for r in ok):
-            for images, labels in data.make_dataset(tmp_path / "out", split, batch_size=8):
+            for images, labels in datasets.make_dataset(tmp_path / "out", split, batch_size=8):
                 assert images.shape[1:] == (64, 64, 1)
                 seen += len(labels)
     assert seen == len(ok)
@@ -197,3 +204,24 @@ def test_limit_keeps_at_most_n_per_split_and_class_and_is_stable(tmp_path):
     assert len(kept) == 12 and len(groups) == 4
     assert [i.rel for i in kept] == [i.rel for i in preprocess.limit_items(items, 3, seed=0)]
     assert [i.rel for i in kept] != [i.rel for i in preprocess.limit_items(items, 3, seed=1)]
+
+
+def test_manifest_is_streamed_from_the_parts_in_plan_order_then_the_skipped_rows(tmp_path):
+    (tmp_path / preprocess.PARTS_DIR).mkdir()
+    parts = {name: [{"path": f"{name}/{i}.jpg", "split": "train", "label": label,
+                     "status": status, "reason": 'says "hi", twice\nover lines' if i else "",
+                     "shard": name if status == "ok" else "", "x": 1.5, "y": 2, "w": 3, "h": 4,
+                     "angle": -0.125, "confidence": 0.9999}
+                    for i, (label, status) in enumerate([("real", "ok"), ("fake", "no_face")])]
+             for name in ("b-shard", "a-shard")}
+    for name, rows in parts.items():
+        write_shard(tmp_path, name, [], rows)
+    skipped = [{"path": "real/notes.txt", "split": "", "label": "real", "status": "skipped",
+                "reason": "not an image file extension (.txt)"}]
+    total, counts = write_manifest(tmp_path, ["b-shard", "a-shard"], skipped)
+    expected = csv_text([*parts["b-shard"], *parts["a-shard"], *skipped])
+    assert (tmp_path / "manifest.csv").read_bytes() == expected.encode("utf-8")
+    assert total == 5
+    assert counts == {"train": {"real": {"ok": 2}, "fake": {"no_face": 2}},
+                      "none": {"real": {"skipped": 1}}}
+    assert status_counts(counts) == {"ok": 2, "no_face": 2, "skipped": 1}

@@ -7,7 +7,9 @@ import sys
 import numpy as np
 import pytest
 
-from fakeface_tf import artifacts, faces, preprocess
+from fakeface_tf.models import artifacts
+from fakeface_tf.data import faces
+from fakeface_tf import preprocess
 
 REF = artifacts.REFERENCE
 # Measured on the sample's test split by scripts/reference.sh (see MODEL_CARD.md); the model is

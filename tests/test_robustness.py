@@ -5,7 +5,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fakeface_tf import artifacts, evaluate, robustness
+from fakeface_tf.models import artifacts
+from fakeface_tf.analysis import evaluate
+from fakeface_tf.analysis import robustness
 from fakeface_tf.cli import main
 
 

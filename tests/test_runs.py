@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 
 from fakeface_tf.cli import main
-from fakeface_tf.config import Config, apply_overrides
-from fakeface_tf.errors import FakefaceError
-from fakeface_tf.runs import compare_runs
+from fakeface_tf.core.config import Config, apply_overrides
+from fakeface_tf.core.errors import FakefaceError
+from fakeface_tf.training.runs import compare_runs
 
 
 def _fake_run(runs_dir: Path, run_id: str, overrides: list[str], val_auc: list[float],

@@ -13,7 +13,12 @@ with warnings.catch_warnings():  # starlette's notice that it prefers httpx2 to 
     warnings.simplefilter("ignore")
     from fastapi.testclient import TestClient
 
-from fakeface_tf.serve import Limits, create_app
+from fakeface_tf.cli import build_parser
+from fakeface_tf.cli.serve import serve_limits
+from fakeface_tf.core.errors import FakefaceError
+from fakeface_tf.serving.connections import protocol_class
+from fakeface_tf.serving.limits import ConnectionLimits, Limits
+from fakeface_tf.serving.serve import create_app
 
 
 @pytest.fixture(scope="module")
@@ -114,3 +119,18 @@ def test_cors_is_off_unless_configured(detector):
     opened = TestClient(create_app(detector=detector, cors_origins=["http://elsewhere.example"]))
     allowed = opened.get("/api/health", headers=origin)
     assert allowed.headers["access-control-allow-origin"] == "http://elsewhere.example"
+
+
+def test_serve_options_become_the_server_limits_and_a_nonpositive_one_is_refused():
+    args = build_parser("serve").parse_args(["serve", "--max-pending", "3", "--max-per-client", "2"])
+    assert serve_limits(args) == Limits(max_pending=3, connections=ConnectionLimits(max_per_client=2))
+    zero = build_parser("serve").parse_args(["serve", "--decode-timeout", "0"])
+    with pytest.raises(FakefaceError, match="--decode-timeout must be positive, got 0.0"):
+        serve_limits(zero)
+
+
+def test_each_server_counts_its_connections_apart():
+    limits = ConnectionLimits(max_per_client=2)
+    first, second = protocol_class(limits, {"X-A": "1"}), protocol_class(limits, {"X-B": "2"})
+    assert first.registry is not second.registry
+    assert first.connection_limits is limits and first.security_headers == {"X-A": "1"}

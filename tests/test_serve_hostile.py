@@ -21,8 +21,11 @@ import pytest
 from conftest import free_port
 from hostile_uploads import many_faces, png, progressive_bomb, tall_thin_png
 
-from fakeface_tf.batcher import Batcher
-from fakeface_tf.serve import ECHO_CHARS, SECURITY_HEADERS, Limits, create_app
+from fakeface_tf.serving.batcher import Batcher
+from fakeface_tf.serving.guard import SECURITY_HEADERS
+from fakeface_tf.serving.limits import Limits
+from fakeface_tf.serving.serve import create_app
+from fakeface_tf.serving.uploads import ECHO_CHARS
 
 with warnings.catch_warnings():  # starlette's notice that it prefers httpx2 to httpx
     warnings.simplefilter("ignore")

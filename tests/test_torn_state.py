@@ -16,9 +16,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from fakeface_tf import files, records
+from fakeface_tf.core import files
+from fakeface_tf.data import records
 from fakeface_tf.cli import main
-from fakeface_tf.train import train
+from fakeface_tf.training.train import train
 
 from conftest import crash_after_first_epoch, tiny_config
 

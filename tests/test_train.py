@@ -14,13 +14,14 @@ import pytest
 import tensorflow as tf
 from sklearn.metrics import roc_auc_score
 
-from fakeface_tf import data, records
+from fakeface_tf.data import datasets
+from fakeface_tf.data import records
 from fakeface_tf.cli import main
-from fakeface_tf.config import OPTIMIZERS, SCHEDULES, load_config
-from fakeface_tf.errors import FakefaceError
-from fakeface_tf.export import validation_metrics
-from fakeface_tf.models import HardLabels, compile_model
-from fakeface_tf.train import train
+from fakeface_tf.core.config import OPTIMIZERS, SCHEDULES, load_config
+from fakeface_tf.core.errors import FakefaceError
+from fakeface_tf.models.export import validation_metrics
+from fakeface_tf.models.registry import HardLabels, compile_model
+from fakeface_tf.training.train import train
 
 from conftest import crash_after_first_epoch, synthetic_faces, tiny_config, write_synthetic_records
 
@@ -174,7 +175,7 @@ def test_mirrored_training_on_two_cpu_replicas_matches_one_device(separable_reco
     # Metrics gathered across the two replicas equal a one-device evaluation of the same model.
     reported = json.loads((mirrored / "metrics.json").read_text())
     model = keras.models.load_model(mirrored / "model.keras")
-    here = validation_metrics(model, data.make_dataset(separable_records, "valid", batch_size=16))
+    here = validation_metrics(model, datasets.make_dataset(separable_records, "valid", batch_size=16))
     for name in ("loss", "accuracy", "auc"):
         assert reported[name] == pytest.approx(here[name], abs=1e-5), name
 
@@ -245,7 +246,7 @@ def test_missing_config_file_exits_2(tmp_path, capsys):
 
 
 def test_frozen_layers_run_once_the_probe_starts_the_head_and_the_whole_model_is_saved(tmp_path):
-    from fakeface_tf import faceres
+    from fakeface_tf.models import faceres
 
     records = write_synthetic_records(tmp_path / "rgb", size=32, channels=3)
     cfg = tiny_config(records, "model.name=faceres", "data.color=rgb", "model.trainable_blocks=1",

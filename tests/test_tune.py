@@ -6,9 +6,9 @@ import pytest
 import yaml
 
 from fakeface_tf.cli import main
-from fakeface_tf.config import REPO_ROOT, load_config
-from fakeface_tf.errors import FakefaceError
-from fakeface_tf.tune import load_space
+from fakeface_tf.core.config import REPO_ROOT, load_config
+from fakeface_tf.core.errors import FakefaceError
+from fakeface_tf.training.tune import load_space
 
 from conftest import tiny_config
 

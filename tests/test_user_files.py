@@ -10,11 +10,14 @@ import threading
 
 import pytest
 
-from fakeface_tf import cli, files, preprocess, records
-from fakeface_tf.config import (MAX_DEPTH, MAX_INT_CHARS, REPO_ROOT, apply_overrides,
-                                load_config)
-from fakeface_tf.errors import FakefaceError
-from fakeface_tf.text import short
+from fakeface_tf import cli
+from fakeface_tf.core import files
+from fakeface_tf import preprocess
+from fakeface_tf.data import records
+from fakeface_tf.core.config import REPO_ROOT, apply_overrides, load_config
+from fakeface_tf.core.yaml_loading import MAX_DEPTH, MAX_INT_CHARS
+from fakeface_tf.core.errors import FakefaceError
+from fakeface_tf.core.text import short
 
 LATIN1 = b"caf\xe9"  # a Latin-1 name: not UTF-8
 

@@ -1,0 +1,322 @@
+"""MODEL_CARD.md from what sits beside a model: config, preprocessing summary, metrics,
+evaluations, threshold, robustness sweep and fairness report.
+
+Every source is optional and read defensively: a missing or unreadable file becomes a line
+saying so, never an error, so a card can be written at any stage of a model's life.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pandas as pd
+import yaml
+from scipy.stats import binomtest
+
+from fakeface_tf.analysis import learning_curve, robustness
+from fakeface_tf.analysis.evaluate import EVAL_PREFIX
+from fakeface_tf.analysis.fairness_output import REPORT_DIR, REPORT_FILE
+from fakeface_tf.core.config import records_dir
+from fakeface_tf.core.errors import FakefaceError
+from fakeface_tf.core.run_folder import METRICS_FILE, RunFolder
+from fakeface_tf.core.text import format_value
+from fakeface_tf.data.records import SUMMARY_FILE
+from fakeface_tf.models import artifacts
+
+CARD = "MODEL_CARD.md"
+EVAL_COLUMNS = ("accuracy", "accuracy_real", "accuracy_fake", "precision", "recall", "f1",
+                "roc_auc", "average_precision")
+FAIRNESS_COLUMNS = ("attribute", "group", "n", "n_no_face", "fpr", "fpr_lo", "fpr_hi", "accuracy")
+
+
+def _read_json(path: Path) -> dict | None:
+    """The JSON object in `path`, or None when absent or unreadable."""
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _table(headers, rows) -> str:
+    lines = ["| " + " | ".join(map(str, headers)) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(format_value(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _records_dir(config) -> Path | None:
+    path = records_dir(config.data.path)
+    return path if path.is_dir() else None
+
+
+def _architecture(loaded) -> str:
+    if loaded.config is None:
+        return "- Architecture: unknown (no config.yaml)"
+    line = f"- Architecture: `{loaded.config.model.name}`"
+    members = artifacts.member_prefixes(loaded.keras_model) if loaded.keras_model is not None else [""]
+    if len(members) > 1:
+        line += (f", an ensemble of {len(members)} copies trained with different seeds "
+                 "(`fakeface ensemble`); its logit is the mean of theirs")
+    model = loaded.config.model
+    if model.name == "faceres":
+        line += (": the FaceRes MobileNet-v1 (224x224, pre-trained for face identification on "
+                 f"VGGFace2), its last {model.trainable_blocks} of 13 blocks fine-tuned, a linear "
+                 f"head on the mean and spatial standard deviation of blocks {model.feature_blocks}")
+    return line
+
+
+def _licences(loaded) -> str:
+    """Where the weights and the training data come from, and on what terms."""
+    # Imported here: faceres loads TensorFlow, and `fakeface card --help` must not
+    # (tests/test_cli.py); the card itself has loaded the model by now.
+    from fakeface_tf.models.faceres import LICENSE_NOTE
+
+    lines = ["## Licences",
+             "- Training data (the sample): FFHQ real faces (CC BY-NC-SA 4.0, NVIDIA; each image "
+             "also under its Flickr licence), StyleGAN/StyleGAN2 fakes from repositories that state "
+             "no licence; fairness faces from UTKFace (non-commercial research only). See "
+             "`../shared/data/SOURCES.md`. Use the model for non-commercial research."]
+    if loaded.config is not None and loaded.config.model.name == "faceres":
+        lines.append(f"- {LICENSE_NOTE}")
+    return "\n".join(lines)
+
+
+def _learning_curve(root: Path) -> str:
+    """What more training faces buy, when `fakeface learning-curve` wrote its table here."""
+    file = root / learning_curve.TABLE_FILE
+    if not file.is_file():
+        return ""
+    try:
+        frame = pd.read_csv(file)
+    except (OSError, ValueError, pd.errors.ParserError) as exc:
+        return f"## Learning curve\n`{file.name}` unreadable: {exc}"
+    columns = [c for c in ("train_fraction", "train_faces", "accuracy", "roc_auc", "threshold")
+               if c in frame]
+    return "\n".join([
+        "## Learning curve",
+        "The same recipe trained on nested hash-chosen shares of the training split "
+        "(`data.train_fraction`), each scored on the same test split at its own "
+        "validation-picked threshold. The full 140k set is the documented path to more data.",
+        "", _table(columns, frame[columns].itertuples(index=False)), "",
+        f"![learning_curve]({learning_curve.FIGURE_FILE})"
+        if (root / learning_curve.FIGURE_FILE).is_file() else ""])
+
+
+def _header(loaded) -> str:
+    params = loaded.keras_model.count_params() if loaded.keras_model is not None else None
+    lines = [
+        f"# Model card: {loaded.root.name}",
+        "",
+        f"Generated {time.strftime('%Y-%m-%d %H:%M')} by `fakeface card` from the files in this folder.",
+        "",
+        "## Model",
+        f"- File: `{loaded.path.relative_to(loaded.root) if loaded.path.is_relative_to(loaded.root) else loaded.path}`",
+        _architecture(loaded),
+        f"- Parameters: {params:,}" if params is not None else "- Parameters: unknown (SavedModel only)",
+        f"- Input: {loaded.image_size}x{loaded.image_size} {'gray' if loaded.channels == 1 else 'RGB'} "
+        "face crop, pixel values 0-255",
+        "- Output: P(fake), the probability that the face was made by a GAN (StyleGAN family)",
+        "",
+        "**Intended use:** research and education on telling real face photographs from "
+        "StyleGAN-generated faces, with the verdict explained. **Not for:** decisions about "
+        "people, content moderation without human review, or images from other generators "
+        "(diffusion models, face swaps) on which it has not been tested.",
+    ]
+    return "\n".join(lines)
+
+
+def _data(loaded) -> str:
+    lines = ["## Data"]
+    if loaded.config is None:
+        return "\n".join(lines + ["No config.yaml beside the model: the training data is unknown."])
+    records = _records_dir(loaded.config)
+    if records is None:
+        return "\n".join(lines + [f"Training records `{loaded.config.data.path}` are not on this machine."])
+    lines.append(f"Face-crop TFRecords: `{records}`.")
+    summary = _read_json(records / SUMMARY_FILE)
+    if summary and isinstance(summary.get("counts"), dict):
+        rows = []
+        for split, by_label in summary["counts"].items():
+            for label, by_status in sorted(by_label.items()):
+                ok = by_status.get("ok", 0)
+                rows.append((split, label, ok, sum(by_status.values()) - ok))
+        lines += ["", _table(("split", "label", "faces", "files without a usable face"), rows)]
+        if summary.get("status"):
+            lines.append("\nFiles by status: " + ", ".join(f"{k} {v}" for k, v in summary["status"].items()))
+        lines += [f"\n> warning: {w}" for w in summary.get("warnings", [])]
+        source = summary.get("settings", {}).get("src")
+        if source:
+            lines.append(f"\nSource images: `{source}` ({summary['settings'].get('layout', '')}).")
+    else:
+        lines.append(f"\nNo {SUMMARY_FILE} beside the records: counts unavailable.")
+    return "\n".join(lines)
+
+
+def _preprocessing(loaded) -> str:
+    options = loaded.face_options
+    records = _records_dir(loaded.config) if loaded.config else None
+    summary = _read_json(records / SUMMARY_FILE) if records else None
+    face = (summary or {}).get("settings", {}).get("face", {})
+    return "\n".join([
+        "## Preprocessing",
+        "Every image goes through `faces.extract_face`: MTCNN finds the largest confident face, "
+        + ("the eye line is levelled, " if options.level else
+           "the face is not rotated (a pixel-exact cut keeps the generator's traces), ")
+        + "a square with a margin is cut and resized (area interpolation).",
+        f"- Crop: {options.size} px, {options.color}, margin {options.margin}",
+        f"- Minimum face: {face.get('min_face', options.min_face)} px, "
+        f"minimum MTCNN confidence {face.get('min_confidence', options.min_confidence)}",
+        "- Images with no usable face get no verdict (`not a face`); they are counted, not scored.",
+    ])
+
+
+def _training(loaded) -> str:
+    lines = ["## Training recipe"]
+    if loaded.config is None:
+        return "\n".join(lines + ["No config.yaml beside the model."])
+    recipe = {k: v for k, v in loaded.config.to_dict().items() if k != "data"}
+    lines += ["```yaml", yaml.safe_dump(recipe, sort_keys=False).strip(), "```"]
+    env = _read_json(RunFolder(loaded.root).env)
+    if env:
+        packages = env.get("packages", {})
+        versions = ", ".join(f"{k} {v}" for k, v in packages.items()
+                             if k in ("tensorflow", "tensorflow-cpu", "keras"))
+        lines.append(f"Environment: Python {env.get('python', '?')}, {versions}; devices "
+                     f"{', '.join(env.get('devices', [])) or '?'}; git {json.dumps(env.get('git', {}))}.")
+    return "\n".join(lines)
+
+
+def _validation(root: Path) -> str:
+    metrics = _read_json(RunFolder(root).metrics)
+    if not metrics:
+        return "## Validation metrics\nNo metrics.json beside the model."
+    rows = [(k, v) for k, v in metrics.items() if isinstance(v, (int, float, str)) and not isinstance(v, bool)]
+    text = "## Validation metrics\nFrom training (best checkpoint, threshold 0.5).\n\n" + _table(("metric", "value"), rows)
+    probe = _read_json(RunFolder(root).probe)
+    if probe:
+        text += (f"\n\nThe head started as a logistic-regression probe on the frozen features "
+                 f"(C {probe.get('C')}): validation AUC {format_value(probe.get('val_auc'))}, "
+                 f"accuracy {format_value(probe.get('val_accuracy'))}; fine-tuning had to beat it.")
+    return text
+
+
+def _evaluations(root: Path) -> tuple[str, list[dict]]:
+    found = [(p.parent, m) for p in sorted(root.glob(f"{EVAL_PREFIX}-*/{METRICS_FILE}"))
+             if (m := _read_json(p))]
+    lines = ["## Evaluation"]
+    if not found:
+        return "\n".join(lines + ["No evaluation yet (run `fakeface evaluate MODEL DATA`)."]), []
+    rows = [(folder.name, m.get("split", "?"), m.get("counts", {}).get("total"),
+             m.get("rejected", {}).get("count", 0), m.get("threshold"), *(m.get(k) for k in EVAL_COLUMNS))
+            for folder, m in found]
+    lines.append(_table(("evaluation", "split", "images", "no face", "threshold", *EVAL_COLUMNS), rows))
+    for folder, m in found:
+        matrix = m.get("confusion_matrix", {}).get("matrix")
+        if matrix:
+            lines += [f"\n**{folder.name}** confusion matrix (positive = fake):\n",
+                      _table(("", "actual fake", "actual real"),
+                             [("predicted fake", *matrix[0]), ("predicted real", *matrix[1])])]
+        lines.append("")
+        for name in ("roc_curve", "score_histograms", "worst_false_positives", "worst_false_negatives"):
+            file = m.get("files", {}).get(name)
+            if file and (folder / file).is_file():
+                lines.append(f"![{name}]({folder.name}/{file})")
+        notes = m.get("notes") or {}
+        lines += [f"- {k}: {v}" for k, v in notes.items()]
+    return "\n".join(lines), [m for _, m in found]
+
+
+def _threshold(root: Path) -> str:
+    saved = _read_json(RunFolder(root).threshold)
+    if not saved:
+        return "## Decision threshold\n0.5 (default; no threshold.json beside the model)."
+    extra = f", target FPR {saved['target_fpr']}" if saved.get("target_fpr") is not None else ""
+    return (f"## Decision threshold\n{format_value(saved.get('threshold'))}, chosen by "
+            f"{saved.get('method', '?')}{extra} on {saved.get('data', '?')} "
+            f"[{saved.get('split', '?')}] ({saved.get('created', '?')}); inference uses it.")
+
+
+def _robustness(root: Path) -> tuple[str, pd.DataFrame | None]:
+    files = (sorted(root.glob(f"{robustness.PREFIX}*/{robustness.TABLE_FILE}"))
+             + sorted(root.glob(robustness.TABLE_FILE)))
+    lines = ["## Robustness"]
+    if not files:
+        return "\n".join(lines + ["No robustness sweep yet (run `fakeface robustness MODEL DATA`)."]), None
+    frame = None
+    for file in files:
+        try:
+            frame = pd.read_csv(file)
+            columns = [c for c in ("condition", "accuracy", "roc_auc", "accuracy_real", "accuracy_fake")
+                       if c in frame]
+            lines += [f"`{file.relative_to(root)}`: degradations applied to the face crops after "
+                      "detection (JPEG in the wild hits the whole image before the crop).\n",
+                      _table(columns, frame[columns].itertuples(index=False))]
+        except (OSError, ValueError, pd.errors.ParserError) as exc:
+            lines.append(f"`{file.relative_to(root)}` unreadable: {exc}")
+    return "\n".join(lines), frame
+
+
+def _fairness(root: Path) -> tuple[str, dict | None]:
+    report = _read_json(root / REPORT_DIR / REPORT_FILE)
+    lines = ["## Fairness"]
+    if not report:
+        return "\n".join(lines + ["No fairness report (run `fakeface fairness MODEL LABELS`)."]), None
+    lines.append(f"{report.get('rows', '?')} labelled faces ({report.get('part', '?')}), threshold "
+                 f"{format_value(report.get('threshold'))}. Rates with 95% bootstrap intervals; "
+                 "FPR = real faces called fake.")
+    groups = [g for g in report.get("groups", []) if isinstance(g, dict) and " x " not in str(g.get("attribute", ""))]
+    if groups:
+        columns = [c for c in FAIRNESS_COLUMNS if c in groups[0]]
+        lines += ["", _table(columns, [[g.get(c) for c in columns] for g in groups])]
+    flags = report.get("flags") or []
+    lines += ["", "Flags:" if flags else "Flags: none"] + [f"- {f}" for f in flags]
+    return "\n".join(lines), report
+
+
+def _limits(evaluations: list[dict], robust: pd.DataFrame | None, fairness: dict | None) -> str:
+    lines = [
+        "## Known limits",
+        "- Trained and judged on FFHQ real faces vs StyleGAN/StyleGAN2 faces, 256 px JPEG q75. "
+        "Other generators (diffusion, face swaps), other resolutions and other compression "
+        "are out of distribution.",
+        "- The model sees only the face crop; a face MTCNN misses gets no verdict.",
+        "- Scores are not calibrated probabilities unless the reliability diagram says so.",
+    ]
+    for m in evaluations:
+        n, acc = m.get("counts", {}).get("total"), m.get("accuracy")
+        if n and acc is not None:
+            ci = binomtest(round(acc * n), n).proportion_ci(method="wilson")
+            lines.append(f"- {m.get('split', '?')} accuracy {acc:.3f} on {n} images: 95% interval "
+                         f"{ci.low:.3f}-{ci.high:.3f} (Wilson); small sets say little.")
+    if robust is not None and {"condition", "accuracy"} <= set(robust.columns) and len(robust) > 1:
+        clean = robust.loc[robust["condition"] == "clean", "accuracy"]
+        worst = robust.loc[robust["accuracy"].idxmin()]
+        if len(clean):
+            lines.append(f"- Degraded inputs: accuracy falls from {clean.iloc[0]:.3f} (clean) to "
+                         f"{worst['accuracy']:.3f} under {worst['condition']}.")
+    if fairness is not None:
+        lines.append("- Fairness data holds only real faces: per-group false positive rates are "
+                     "measured, per-group false negative rates are not.")
+    return "\n".join(lines)
+
+
+def write_card(model_path: str | Path) -> Path:
+    """Write MODEL_CARD.md into the model's folder and return its path."""
+    loaded = artifacts.load_model(model_path)
+    root = loaded.root
+    evaluation, evaluations = _evaluations(root)
+    robust, frame = _robustness(root)
+    fair, report = _fairness(root)
+    sections = [_header(loaded), _data(loaded), _preprocessing(loaded), _training(loaded),
+                _validation(root), evaluation, _threshold(root), _learning_curve(root), robust,
+                fair, _limits(evaluations, frame, report), _licences(loaded)]
+    sections = [s for s in sections if s]
+    path = root / CARD
+    try:
+        path.write_text("\n\n".join(sections) + "\n")
+    except OSError as exc:
+        raise FakefaceError(f"cannot write {path}: {exc.strerror or exc}") from None
+    return path
+

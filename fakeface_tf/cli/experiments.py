@@ -1,0 +1,84 @@
+"""`fakeface ensemble`, `tune` and `runs`: experiments across run folders.
+
+`runs` reads run folders with pandas only. `ensemble` and `tune` load TensorFlow (and
+KerasTuner), so their library modules are imported inside the command, after the inputs are
+checked: `--help` and a missing input answer at once, without TensorFlow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from fakeface_tf.core.config import load_config
+from fakeface_tf.core.errors import FakefaceError
+from fakeface_tf.core.run_folder import RunFolder
+from fakeface_tf.models.artifacts import find_model
+from fakeface_tf.training.runs import compare_runs, find_runs, plot_curves
+
+
+def format_table(table: pd.DataFrame) -> str:
+    """The runs table as plain text, four significant digits."""
+    return table.to_string(index=False, float_format=lambda v: f"{v:.4g}")
+
+
+def add_ensemble_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("runs", nargs="+", help="run folders (or model folders) to average, at least two")
+    parser.add_argument("--out", required=True, help="folder to write the ensemble to")
+
+
+def run_ensemble(args: argparse.Namespace) -> int:
+    for run in args.runs:  # every path checked before TensorFlow loads
+        find_model(run)
+    from fakeface_tf.training.ensemble import build_from_runs  # loads TensorFlow: see the docstring
+
+    out = build_from_runs(args.runs, args.out)
+    metrics = json.loads(RunFolder(out).metrics.read_text())
+    members = ", ".join(f"{metrics[f'member{i}_auc']:.4f}" for i in range(metrics["members"]))
+    print(f"ensemble of {metrics['members']}: valid AUC {metrics['auc']:.4f} "
+          f"(members {members}), accuracy {metrics['accuracy']:.4f}\nwritten to {out}")
+    return 0
+
+
+def add_tune_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", help="base YAML config, e.g. configs/fast.yaml")
+    parser.add_argument("--space", required=True, help="search space YAML, e.g. configs/space_fast.yaml")
+    parser.add_argument("--trials", type=int, default=5)
+    parser.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                        help="override base config values")
+    parser.add_argument("--runs-dir", default="runs")
+
+
+def run_tune(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config, args.set)
+    from fakeface_tf.training.tune import tune  # loads KerasTuner and TensorFlow: see the docstring
+
+    run_dirs = tune(cfg, args.space, args.trials, args.runs_dir)
+    print(format_table(compare_runs(run_dirs).sort_values("val_auc", ascending=False)))
+    return 0
+
+
+def add_runs_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("runs_dir", nargs="?", default="runs", help="folder of run folders")
+    parser.add_argument("--match", default="", help="only runs whose id contains this text")
+    parser.add_argument("--out", default=None, help="CSV path (default: RUNS_DIR/runs.csv)")
+    parser.add_argument("--plot", action="store_true",
+                        help="also save learning curves of the listed runs beside the CSV")
+
+
+def run_runs(args: argparse.Namespace) -> int:
+    runs = [r for r in find_runs(args.runs_dir) if args.match in r.name]
+    if not runs:
+        raise FakefaceError(f"no run in {args.runs_dir} matches '{args.match}'")
+    table = compare_runs(runs)
+    print(format_table(table))
+    out = Path(args.out) if args.out else Path(args.runs_dir) / "runs.csv"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out, index=False)
+    print(f"\ntable: {out}")
+    if args.plot:
+        print(f"learning curves: {plot_curves(runs, out.with_name(out.stem + '_curves.png'))}")
+    return 0

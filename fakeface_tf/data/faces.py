@@ -1,0 +1,341 @@
+"""Find, level and crop the face in an image: the one face function of the project.
+
+Preprocessing, evaluation, fairness and inference all call `extract_face` (or its batched
+twin `extract_faces`), so a model always sees crops made the same way. MTCNN finds the
+faces; the largest confident one is kept, rotated so its eye line is level, cut as a
+square centred on the face box with `margin` on every side, and resized with area
+interpolation. Where the square runs past the image edge, the edge pixels are replicated
+(no hard black borders a classifier could learn from).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import math
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm.auto import tqdm
+
+from fakeface_tf.core.config import color_channels
+from fakeface_tf.core.errors import FakefaceError
+from fakeface_tf.core.files import write_text_atomic
+from fakeface_tf.core.run_folder import FACE_CUT_FILE as CUT_FILE
+from fakeface_tf.data.images import ImageError, load_image
+from fakeface_tf.data.records import SUMMARY_FILE
+
+STATUSES = ("ok", "no_face", "too_small", "low_confidence", "unreadable")
+DETECT_MAX_SIDE = 1024  # larger images are shrunk for detection only; crops use full resolution
+MIN_DETECT_SIDE = 12  # MTCNN's smallest input (its PNet window)
+DETECT_BATCH_PIXELS = 4_000_000  # pixels per MTCNN call: 64 faces of 256 px, 4 of 1024 px
+# MTCNN's later work is bounded too, whatever a photo shows: the caps are in mtcnn_bounded.py.
+
+
+def detector_version() -> str:
+    """The face detector and its version, part of the cut: another MTCNN finds other boxes."""
+    return f"mtcnn {metadata.version('mtcnn')}"
+
+
+@dataclass
+class FaceOptions:
+    """The face cut: output size and colour, margin, levelling, what counts as a face, and the
+    detector. One definition, written by preprocess into preprocess.json, checked by train,
+    saved with every model (face_cut.json) and used by the Detector that serves it."""
+
+    size: int = 128
+    color: str = "gray"  # gray | rgb
+    margin: float = 0.2  # border on each side, as a fraction of the face box's longer side
+    min_face: int = 24  # px, shorter box side in the original image
+    min_confidence: float = 0.90
+    level: bool = True  # rotate so the eyes are level; False cuts whole pixels, no resampling
+    # The face detector's name and version ("mtcnn 1.0.0"), not a detector object. The field
+    # name is part of the stored format (face_cut.json, preprocess.json): keep it.
+    detector: str = field(default_factory=detector_version)
+
+    @property
+    def channels(self) -> int:
+        return color_channels(self.color)
+
+    @classmethod
+    def from_dict(cls, values: dict, source: str = "face cut") -> "FaceOptions":
+        """The cut stored as JSON; an unknown field is an error naming it and the source."""
+        unknown = set(values) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise FakefaceError(f"{source}: unknown face-cut field(s) {', '.join(sorted(unknown))}")
+        return cls(**{"detector": "unknown", **values})
+
+    def differences(self, other: "FaceOptions", fields=None) -> list[str]:
+        """'field: mine vs theirs' for each field (of `fields`, default all) that differs."""
+        names = fields or [f.name for f in dataclasses.fields(self)]
+        return [f"{n}: {getattr(self, n)!r} vs {getattr(other, n)!r}" for n in names
+                if getattr(self, n) != getattr(other, n)]
+
+
+def save_cut(folder: str | Path, options: FaceOptions) -> Path:
+    """Write the face cut beside a model, so whoever serves the model cuts faces the same way."""
+    return write_text_atomic(Path(folder) / CUT_FILE, json.dumps(dataclasses.asdict(options), indent=2))
+
+
+def _records_cut(summary: dict) -> dict:
+    """preprocess.json's cut; records made before the detector was part of it name it from
+    the versions they recorded."""
+    cut = summary["settings"]["face"]
+    mtcnn = summary.get("versions", {}).get("mtcnn")
+    return cut if "detector" in cut or not mtcnn else {**cut, "detector": f"mtcnn {mtcnn}"}
+
+
+def read_cut(folder: str | Path) -> FaceOptions | None:
+    """The face cut saved in a model folder (face_cut.json) or a records folder
+    (preprocess.json); None when the folder holds neither."""
+    folder = Path(folder)
+    for name, pick in ((CUT_FILE, lambda d: d), (SUMMARY_FILE, _records_cut)):
+        path = folder / name
+        if path.is_file():
+            try:
+                return FaceOptions.from_dict(pick(json.loads(path.read_text())), str(path))
+            except (ValueError, KeyError, TypeError) as exc:
+                raise FakefaceError(f"{path}: unreadable face cut ({exc})") from None
+    return None
+
+
+@dataclass
+class FaceCrop:
+    """A face crop, or the reason there is none (`status` != "ok")."""
+
+    status: str
+    reason: str = ""
+    image: np.ndarray | None = None  # uint8 size x size x C when ok
+    box: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)  # x, y, w, h in the original
+    angle: float = 0.0  # eye-line angle in degrees that was levelled
+    confidence: float = 0.0
+    keypoints: dict = field(default_factory=dict)  # MTCNN keypoints in original coords
+    transform: np.ndarray | None = None  # 2x3 affine: original coords -> crop coords
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+# --------------------------------------------------------------------------- detection
+
+
+@functools.lru_cache(maxsize=1)
+def mtcnn_detector():
+    """The process-wide MTCNN (weights ship in the mtcnn wheel; built once per process), its
+    stages bounded so memory does not grow with the faces in a photo (mtcnn_bounded.py)."""
+    # Imported here, not at the top: mtcnn (and mtcnn_bounded) load TensorFlow, seconds, and
+    # this module is imported where nothing is detected yet and TensorFlow must not load:
+    # serving.predict checks its inputs first (tests/test_predict.py), preprocess plans shards.
+    from mtcnn import MTCNN
+
+    from fakeface_tf.data.mtcnn_bounded import BoundedONet, BoundedPNet, BoundedRNet
+
+    return MTCNN(stages=[BoundedPNet, BoundedRNet, BoundedONet])
+
+
+def _detection_input(image: np.ndarray) -> tuple[np.ndarray, float]:
+    """The image MTCNN sees (longest side <= DETECT_MAX_SIDE) and its scale factor."""
+    scale = min(1.0, DETECT_MAX_SIDE / max(image.shape[:2]))
+    if scale == 1.0:
+        return image, 1.0
+    small = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    return small, scale
+
+
+KEYPOINTS = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")  # MTCNN row order
+
+
+def _parse_row(row: np.ndarray) -> dict:
+    """One MTCNN numpy row (id, x, y, w, h, conf, 5 xs, 5 ys) at full float precision.
+
+    MTCNN's JSON output rounds keypoints to whole pixels, which costs ~1 degree of eye
+    angle on a 256 px face; the numpy output keeps the fractions.
+    """
+    xs, ys = row[6:11], row[11:16]
+    return {
+        "box": tuple(float(v) for v in row[1:5]),
+        "confidence": float(row[5]),
+        "keypoints": {k: (float(x), float(y)) for k, x, y in zip(KEYPOINTS, xs, ys)},
+    }
+
+
+def _detect(images: list[np.ndarray], detector) -> list[list[dict]]:
+    """MTCNN detections per image, in each image's own coordinates.
+
+    Images are batched together only with others of the same shape (MTCNN pads a mixed
+    batch to its largest member, which would waste work), DETECT_BATCH_PIXELS at a time.
+    """
+    results: list[list[dict]] = [[] for _ in images]
+    by_shape: dict[tuple, list[int]] = {}
+    for i, img in enumerate(images):
+        by_shape.setdefault(img.shape, []).append(i)
+    for shape, same in by_shape.items():
+        step = max(1, DETECT_BATCH_PIXELS // (shape[0] * shape[1]))  # bounds MTCNN's memory
+        for start in range(0, len(same), step):
+            indices = same[start:start + step]
+            batch = [images[i].astype(np.float32) for i in indices]
+            rows = detector.detect_faces(batch, output_type="numpy")
+            for row in np.asarray(rows).reshape(-1, 16):
+                results[indices[int(row[0])]].append(_parse_row(row))
+    return results
+
+
+# ---------------------------------------------------------------------------- cropping
+
+
+def _largest(faces: list[dict], min_confidence: float) -> tuple[dict | None, dict | None]:
+    """(largest face at or above min_confidence, most confident face overall)."""
+    confident = [f for f in faces if f["confidence"] >= min_confidence]
+    area = lambda f: f["box"][2] * f["box"][3]  # noqa: E731
+    best = max(confident, key=area) if confident else None
+    top = max(faces, key=lambda f: f["confidence"]) if faces else None
+    return best, top
+
+
+def _scaled(face: dict, scale: float) -> dict:
+    """A detection mapped from the detection image back to the original image."""
+    inv = 1.0 / scale
+    return {
+        "box": tuple(float(v) * inv for v in face["box"]),
+        "confidence": float(face["confidence"]),
+        "keypoints": {k: (float(x) * inv, float(y) * inv) for k, (x, y) in face["keypoints"].items()},
+    }
+
+
+def eye_angle(keypoints: dict) -> float:
+    """Angle of the line from the left eye to the right eye, in degrees (image y points down)."""
+    (lx, ly), (rx, ry) = keypoints["left_eye"], keypoints["right_eye"]
+    if lx > rx:  # make the angle independent of which eye MTCNN calls left
+        (lx, ly), (rx, ry) = (rx, ry), (lx, ly)
+    return math.degrees(math.atan2(ry - ly, rx - lx))
+
+
+def crop_transform(box, angle: float, margin: float, size: int) -> tuple[np.ndarray, float]:
+    """2x3 affine from original coords to crop coords, and the crop side in original px.
+
+    Rotates by `angle` around the box centre (levelling the eyes), then maps the square of
+    side max(w, h) * (1 + 2 * margin) centred on the box onto [0, size) x [0, size).
+    """
+    x, y, w, h = box
+    cx, cy = x + w / 2.0, y + h / 2.0
+    side = max(w, h) * (1.0 + 2.0 * margin)
+    left, top = cx - side / 2.0, cy - side / 2.0
+    if not angle:  # a plain cut: snap to whole pixels so no pixel gets interpolated
+        side = float(round(side))
+        left, top = float(round(left)), float(round(top))
+    matrix = cv2.getRotationMatrix2D((cx, cy), angle, 1.0)
+    matrix[:, 2] -= (left, top)
+    return matrix * (size / side), side
+
+
+def _crop(image: np.ndarray, face: dict, options: FaceOptions) -> FaceCrop:
+    """Level, cut and resize the face; status too_small when its box is under min_face."""
+    x, y, w, h = face["box"]
+    common = dict(box=(x, y, w, h), confidence=face["confidence"], keypoints=face["keypoints"])
+    angle = eye_angle(face["keypoints"]) if options.level else 0.0
+    if min(w, h) < options.min_face:
+        return FaceCrop("too_small", f"largest face is {w:.0f}x{h:.0f} px, below min_face "
+                        f"{options.min_face} px", angle=angle, **common)
+    transform, side = crop_transform(face["box"], angle, options.margin, options.size)
+    # Warp at native resolution, then area-resize: no aliasing when shrinking big faces.
+    native_side = max(int(round(side)), options.size)
+    native = transform * (native_side / options.size)
+    crop = cv2.warpAffine(image, native, (native_side, native_side), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_REPLICATE)
+    if native_side != options.size:
+        crop = cv2.resize(crop, (options.size, options.size), interpolation=cv2.INTER_AREA)
+    if options.color == "gray":
+        crop = cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY)[..., None]
+    return FaceCrop("ok", "", np.ascontiguousarray(crop), angle=angle, transform=transform, **common)
+
+
+def face_options(data) -> FaceOptions:
+    """The FaceOptions a `config.DataConfig` asks for (size, colour, margin, levelling)."""
+    return FaceOptions(size=data.image_size, color=data.color, margin=data.margin, level=data.level)
+
+
+def check_options(options: FaceOptions) -> None:
+    """Refuse face options that would fail later, with a message naming the field."""
+    if options.color not in ("gray", "rgb"):
+        raise FakefaceError(f"face color must be gray or rgb, got {options.color!r}")
+    if options.size < 8 or options.margin < 0:
+        raise FakefaceError(f"face size must be >= 8 and margin >= 0, got {options}")
+
+
+def as_rgb(image: np.ndarray) -> np.ndarray:
+    """An HxWx3 uint8 RGB array of a gray (HxW, HxWx1), RGB or RGBA image (alpha dropped,
+    values cast to uint8); any other shape is a FakefaceError. May share memory with `image`."""
+    image = np.asarray(image)
+    if image.ndim == 2:
+        image = image[..., None]
+    if image.ndim != 3 or image.shape[2] not in (1, 3, 4):
+        raise FakefaceError(f"expected an HxWx3 RGB image, got shape {image.shape}")
+    if image.shape[2] == 1:
+        image = np.repeat(image, 3, axis=2)
+    return np.ascontiguousarray(image[..., :3], dtype=np.uint8)
+
+
+def extract_faces(images: list[np.ndarray], options: FaceOptions = FaceOptions(),
+                  detector=None) -> list[FaceCrop]:
+    """`extract_face` for many RGB images at once (MTCNN batches same-shape images)."""
+    check_options(options)
+    images = [as_rgb(img) for img in images]
+    out: list[FaceCrop | None] = [None] * len(images)
+    todo, small = [], []
+    for i, img in enumerate(images):
+        h, w = img.shape[:2]
+        if min(h, w) < max(MIN_DETECT_SIDE, options.min_face):
+            out[i] = FaceCrop("too_small", f"image is {w}x{h} px, too small to hold a "
+                              f"{options.min_face} px face")
+        else:
+            todo.append(i)
+            small.append(_detection_input(img))
+    if todo:
+        found = _detect([s for s, _ in small], detector or mtcnn_detector())
+        for i, (_, scale), faces in zip(todo, small, found):
+            faces = [_scaled(f, scale) for f in faces]
+            best, top = _largest(faces, options.min_confidence)
+            if best is not None:
+                out[i] = _crop(images[i], best, options)
+            elif top is not None:
+                out[i] = FaceCrop("low_confidence", f"best face confidence {top['confidence']:.2f} "
+                                  f"is below {options.min_confidence:.2f}", box=top["box"],
+                                  confidence=top["confidence"], keypoints=top["keypoints"])
+            else:
+                out[i] = FaceCrop("no_face", "MTCNN found no face")
+    return out
+
+
+def extract_face(image: np.ndarray, options: FaceOptions = FaceOptions(), detector=None) -> FaceCrop:
+    """The face in one RGB uint8 image as a levelled square crop, or the reason there is none."""
+    return extract_faces([image], options, detector)[0]
+
+
+def crop_files(paths: list, options: FaceOptions = FaceOptions(), batch_size: int = 16,
+               progress: bool = True, detector=None, on_batch=None) -> list[FaceCrop]:
+    """Load and crop many files; an unreadable file becomes FaceCrop(status="unreadable").
+
+    `on_batch(n)` is called after every batch of n files (progress from worker processes).
+    """
+    crops: list[FaceCrop] = []
+    bar = tqdm(total=len(paths), desc="faces", unit="img", disable=not progress)
+    for start in range(0, len(paths), batch_size):
+        chunk = paths[start:start + batch_size]
+        loaded, errors = [], {}
+        for j, path in enumerate(chunk):
+            try:
+                loaded.append(load_image(path))
+            except ImageError as exc:
+                errors[j] = FaceCrop("unreadable", str(exc))
+        found = iter(extract_faces(loaded, options, detector) if loaded else [])
+        crops.extend(errors[j] if j in errors else next(found) for j in range(len(chunk)))
+        bar.update(len(chunk))
+        if on_batch:
+            on_batch(len(chunk))
+    bar.close()
+    return crops
