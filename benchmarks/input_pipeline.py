@@ -28,9 +28,11 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from fakeface_tf.data import datasets  # noqa: E402
-from fakeface_tf.data import records
 from fakeface_tf.core.config import AugmentConfig, data_root  # noqa: E402
+from fakeface_tf.data import (
+    datasets,  # noqa: E402
+    records,
+)
 from fakeface_tf.data.images import load_image  # noqa: E402
 
 BATCH, SIZE, EPOCHS, SAMPLE = 32, 128, 2, 2000

@@ -22,10 +22,12 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from fakeface_tf.data import faces  # noqa: E402
-from fakeface_tf.data import images
-from fakeface_tf.data import records
 from fakeface_tf.core.config import data_root  # noqa: E402
+from fakeface_tf.data import (
+    faces,  # noqa: E402
+    images,
+    records,
+)
 from fakeface_tf.preprocess import preprocess  # noqa: E402
 
 PER_CLASS = 100

@@ -44,8 +44,8 @@ from pathlib import Path
 
 from rss import RssWatcher
 
-from fakeface_tf.data import records
 from fakeface_tf.core.config import CACHE_ENV, REPO_ROOT, cache_root
+from fakeface_tf.data import records
 
 STAGES = ("frozen", "epoch", "evaluate", "robustness", "learning-curve")
 CHILD = {"frozen": "train", "epoch": "train", "evaluate": "evaluate",
@@ -222,9 +222,9 @@ def child(args) -> None:
         return sum(sum(datasets.count_examples(args.data, s).values()) for s in splits)
 
     if args.child == "train":
-        from fakeface_tf.training import fitting, inputs, runtime
         from fakeface_tf.core.config import load_config
         from fakeface_tf.models.registry import build_model, compile_model
+        from fakeface_tf.training import fitting, inputs, runtime
 
         cfg = load_config(args.config, [*args.set, f"data.path={args.data}", "training.epochs=1"])
         n = faces("train", "valid")

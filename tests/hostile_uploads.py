@@ -1,4 +1,4 @@
-"""Hostile uploads made on the spot (no large files): shared by tests/test_serve_hostile.py and
+"""Hostile uploads made on the spot (no large files): shared by tests/serving/test_serve_hostile.py and
 benchmarks/serve_load.py --hostile."""
 
 from __future__ import annotations

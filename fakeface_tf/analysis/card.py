@@ -70,7 +70,7 @@ def _architecture(loaded) -> str:
 def _licences(loaded) -> str:
     """Where the weights and the training data come from, and on what terms."""
     # Imported here: faceres loads TensorFlow, and `fakeface card --help` must not
-    # (tests/test_cli.py); the card itself has loaded the model by now.
+    # (tests/cli/test_cli.py); the card itself has loaded the model by now.
     from fakeface_tf.models.faceres import LICENSE_NOTE
 
     lines = ["## Licences",

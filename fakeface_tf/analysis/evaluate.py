@@ -17,8 +17,14 @@ import pandas as pd
 
 from fakeface_tf.analysis.learning_curve import learning_curve
 from fakeface_tf.analysis.metrics import ONE_CLASS, choose_threshold, compute_metrics
-from fakeface_tf.analysis.scoring import (Extremes, data_source, default_out, has_split,
-                                          load_checked, score_dataset)
+from fakeface_tf.analysis.scoring import (
+    Extremes,
+    data_source,
+    default_out,
+    has_split,
+    load_checked,
+    score_dataset,
+)
 from fakeface_tf.core import plots
 from fakeface_tf.core.errors import FakefaceError
 from fakeface_tf.core.files import write_text_atomic

@@ -34,13 +34,27 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from fakeface_tf.analysis.fairness_metrics import (ATTRIBUTES, DEFINITIONS, N_BOOT, binary_comparisons,
-                                                   comparison_name, fairness_report, group_metrics)
+from fakeface_tf.analysis.fairness_metrics import (
+    ATTRIBUTES,
+    DEFINITIONS,
+    N_BOOT,
+    binary_comparisons,
+    comparison_name,
+    fairness_report,
+    group_metrics,
+)
 from fakeface_tf.analysis.fairness_output import REPORT_DIR, summary, write_report
 from fakeface_tf.analysis.scoring import check_inputs
 from fakeface_tf.core.errors import FakefaceError
-from fakeface_tf.data.labelled import (SPLIT_SEED, TEST_FRACTION, face_crops, labels_path,
-                                       load_labels, split_labels, stratified_sample)
+from fakeface_tf.data.labelled import (
+    SPLIT_SEED,
+    TEST_FRACTION,
+    face_crops,
+    labels_path,
+    load_labels,
+    split_labels,
+    stratified_sample,
+)
 from fakeface_tf.data.records import LABELS
 from fakeface_tf.models.artifacts import load_model
 

@@ -22,7 +22,7 @@ FIGURE_FILE = "learning_curve.png"
 def _point(run, data: str | Path, split: str, progress: bool) -> dict:
     """One row of the curve: the run's training faces and its scores on `split`."""
     # Imported here: the data pipeline loads TensorFlow, which the path checks before the
-    # first model loads must not wait for (tests/test_cli.py).
+    # first model loads must not wait for (tests/cli/test_cli.py).
     from fakeface_tf.data import datasets
 
     loaded = artifacts.load_model(run)

@@ -97,7 +97,7 @@ def _list_images(base: Path) -> tuple[list[tuple[Path, int]], list[dict]]:
 
 def _record_batches(loaded, data: Path, split: str, batch_size: int, progress: bool):
     # Imported here: the data pipeline loads TensorFlow, which every caller's path and data
-    # checks must not wait for (tests/test_cli.py refuses a missing input before TF loads).
+    # checks must not wait for (tests/cli/test_cli.py refuses a missing input before TF loads).
     from fakeface_tf.data import datasets
 
     shape = datasets.image_shape(data, split)

@@ -7,8 +7,7 @@ import argparse
 from fakeface_tf.core.errors import FakefaceError
 from fakeface_tf.core.text import short
 from fakeface_tf.data.faces import FaceOptions
-from fakeface_tf.preprocess import (MAX_SHARD_SIZE, RUNNERS, TARGET_SHARDS, format_summary,
-                                    preprocess)
+from fakeface_tf.preprocess import MAX_SHARD_SIZE, RUNNERS, TARGET_SHARDS, format_summary, preprocess
 
 
 def parse_split(text: str) -> tuple[float, float, float]:

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from fakeface_tf.data import records
 from fakeface_tf.core.config import AugmentConfig, Config, records_dir
 from fakeface_tf.core.errors import FakefaceError
+from fakeface_tf.data import records
 
 AUTOTUNE = tf.data.AUTOTUNE
 META_KEYS = ("path", "group", "box", "angle")

@@ -4,7 +4,7 @@
 (`decode_cost`) counts the mode's bytes per pixel and its copies, a pointer per row, Pillow's
 resize, and what the decoder buffers besides the image (`layout`): PNG's row buffers, TIFF
 tile and strip buffers, a progressive JPEG's whole-frame coefficients, WebP's canvases.
-Estimates were within 1-16 % of measured peaks on 27 format/mode cases (tests/test_hostile_decode.py).
+Estimates were within 1-16 % of measured peaks on 27 format/mode cases (tests/data/test_hostile_decode.py).
 """
 
 from __future__ import annotations

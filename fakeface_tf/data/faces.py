@@ -130,7 +130,7 @@ def mtcnn_detector():
     stages bounded so memory does not grow with the faces in a photo (mtcnn_bounded.py)."""
     # Imported here, not at the top: mtcnn (and mtcnn_bounded) load TensorFlow, seconds, and
     # this module is imported where nothing is detected yet and TensorFlow must not load:
-    # serving.predict checks its inputs first (tests/test_predict.py), preprocess plans shards.
+    # serving.predict checks its inputs first (tests/serving/test_predict.py), preprocess plans shards.
     from mtcnn import MTCNN
 
     from fakeface_tf.data.mtcnn_bounded import BoundedONet, BoundedPNet, BoundedRNet

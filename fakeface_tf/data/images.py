@@ -30,8 +30,13 @@ from PIL import Image, UnidentifiedImageError
 
 from fakeface_tf.core import files
 from fakeface_tf.data.decode_memory import MAX_JPEG_SCANS, Layout, decode_cost, layout
-from fakeface_tf.data.image_errors import (CorruptImageError, EmptyImageError, ImageError,
-                                           ImageTooLargeError, NotAnImageError)
+from fakeface_tf.data.image_errors import (
+    CorruptImageError,
+    EmptyImageError,
+    ImageError,
+    ImageTooLargeError,
+    NotAnImageError,
+)
 
 # The Pillow plugins that may open an image (JPEG's also opens MPO, the multi-picture JPEG
 # many cameras write). No other decoder ever sees the bytes.

@@ -21,8 +21,15 @@ The command line is fakeface_tf/cli/preprocess.py.
 
 from fakeface_tf.preprocess.items import Item, find_items, hash_split, limit_items
 from fakeface_tf.preprocess.run import RUNNERS, preprocess
-from fakeface_tf.preprocess.shards import (CROP_BATCH, MANIFEST_FILE, MAX_SHARD_SIZE, PARTS_DIR,
-                                           TARGET_SHARDS, ShardTask, plan_shards)
+from fakeface_tf.preprocess.shards import (
+                                           CROP_BATCH,
+                                           MANIFEST_FILE,
+                                           MAX_SHARD_SIZE,
+                                           PARTS_DIR,
+                                           TARGET_SHARDS,
+                                           ShardTask,
+                                           plan_shards,
+)
 from fakeface_tf.preprocess.summary import format_summary
 
 __all__ = ["preprocess", "format_summary", "find_items", "hash_split", "limit_items",

@@ -44,8 +44,12 @@ try:  # apache_beam is an optional extra: this module is imported only for --run
     import apache_beam as beam
     from apache_beam.io.filesystem import FileSystem
     from apache_beam.metrics import Metrics, MetricsFilter
-    from apache_beam.options.pipeline_options import (DirectOptions, PipelineOptions, SetupOptions,
-                                                      StandardOptions)
+    from apache_beam.options.pipeline_options import (
+        DirectOptions,
+        PipelineOptions,
+        SetupOptions,
+        StandardOptions,
+    )
     from apache_beam.portability.api import beam_provision_api_pb2
     from apache_beam.runners.portability.fn_api_runner import fn_runner
     from apache_beam.runners.portability.portable_runner import JobServiceHandle

@@ -22,10 +22,14 @@ from fakeface_tf.data.records import SUMMARY_FILE
 from fakeface_tf.preprocess.items import find_items, limit_items
 from fakeface_tf.preprocess.local import run_local
 from fakeface_tf.preprocess.out_folder import foreign_records_warnings, prepare_out
-from fakeface_tf.preprocess.shards import (ShardTask, auto_shard_size, done_shards, plan_shards,
-                                           shard_tasks)
-from fakeface_tf.preprocess.summary import (balance_warnings, record_counts, status_counts,
-                                            versions, write_manifest)
+from fakeface_tf.preprocess.shards import ShardTask, auto_shard_size, done_shards, plan_shards, shard_tasks
+from fakeface_tf.preprocess.summary import (
+    balance_warnings,
+    record_counts,
+    status_counts,
+    versions,
+    write_manifest,
+)
 
 RUNNERS = ("local", "beam")  # local: this machine's process pool; beam: preprocess/beam.py
 

@@ -6,7 +6,7 @@ so the bright pixels are those that pushed the model towards what it said.
 
 Keras and tf-keras-vis are imported where an explainer is built, not at the top: this module
 is imported by `fakeface predict --help` and `fakeface serve --help`, which must not wait for
-TensorFlow (tests/test_cli.py guards that).
+TensorFlow (tests/cli/test_cli.py guards that).
 """
 
 from __future__ import annotations

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from fakeface_tf.models import artifacts
 from fakeface_tf.core.errors import FakefaceError
 from fakeface_tf.data.faces import FaceCrop, extract_face, extract_faces, mtcnn_detector
 from fakeface_tf.data.images import MAX_PIXELS, load_image
+from fakeface_tf.models import artifacts
 from fakeface_tf.serving.drawing import colorize, draw_box, fit, heatmap_to_original, overlay
 from fakeface_tf.serving.explanations import EXPLAIN_METHODS, Explainer
 

@@ -25,8 +25,7 @@ from fakeface_tf.data import datasets
 from fakeface_tf.data.faces import save_cut
 from fakeface_tf.models import artifacts
 from fakeface_tf.models.artifacts import MEMBER_PREFIX, LoadedModel
-from fakeface_tf.models.export import (export_saved_model, exportable, save_environment,
-                                       validation_metrics)
+from fakeface_tf.models.export import export_saved_model, exportable, save_environment, validation_metrics
 
 
 def ensemble(members: list[keras.Model], name: str = "ensemble") -> keras.Model:

@@ -10,8 +10,16 @@ from pathlib import Path
 
 from fakeface_tf.core.config import Config
 from fakeface_tf.core.files import save_model_atomic, write_text_atomic
-from fakeface_tf.core.run_folder import (CONFIG_FILE, ENV_FILE, FACE_CUT_FILE, HISTORY_FILE,
-                                         METRICS_FILE, MODEL_FILE, SAVED_MODEL_DIR, RunFolder)
+from fakeface_tf.core.run_folder import (
+    CONFIG_FILE,
+    ENV_FILE,
+    FACE_CUT_FILE,
+    HISTORY_FILE,
+    METRICS_FILE,
+    MODEL_FILE,
+    SAVED_MODEL_DIR,
+    RunFolder,
+)
 from fakeface_tf.models.export import export_saved_model, exportable, validation_metrics
 from fakeface_tf.training.run_state import load_checkpoint, read_state
 

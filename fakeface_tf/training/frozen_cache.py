@@ -38,11 +38,10 @@ from typing import Callable
 import numpy as np
 import tensorflow as tf
 
-from fakeface_tf.data import datasets
-from fakeface_tf.data import records
 from fakeface_tf.core.config import CACHE_ENV, cache_root
 from fakeface_tf.core.errors import FakefaceError
 from fakeface_tf.core.files import sha256, write_text_atomic
+from fakeface_tf.data import datasets, records
 
 log = logging.getLogger(__name__)
 

@@ -20,8 +20,8 @@ from pathlib import Path
 import keras_tuner as kt
 
 from fakeface_tf.core.config import Config, apply_overrides
-from fakeface_tf.core.yaml_loading import read_yaml
 from fakeface_tf.core.errors import FakefaceError
+from fakeface_tf.core.yaml_loading import read_yaml
 from fakeface_tf.training.runs import run_results
 from fakeface_tf.training.train import train
 
