@@ -155,6 +155,7 @@ def test_records_are_the_local_runners(runs):
             == [p.rsplit("/", 1)[1] for p in records.shard_files(runs / "local")])
 
 
+@pytest.mark.slow
 def test_manifest_rows_are_the_local_runners_with_every_bad_file(runs):
     rows = manifest(runs / "beam")
     assert rows == manifest(runs / "local")
@@ -220,6 +221,7 @@ def test_cloud_paths_give_the_local_runners_records_and_manifest(runs, cloud_run
     assert cloud == local
 
 
+@pytest.mark.slow
 def test_resume_on_cloud_paths_redoes_only_a_lost_shard_and_clears_temp_files(runs, cloud_run,
                                                                               fakefs):
     shutil.copytree(cloud_run, fakefs / "out", symlinks=True)

@@ -277,6 +277,7 @@ def test_a_second_disk_run_reuses_the_stored_maps_and_resumes_where_it_stopped(f
                                   pd.read_csv(runs["resumed"] / "history.csv"))
 
 
+@pytest.mark.slow
 def test_disk_and_memory_modes_train_alike(faceres_runs):
     runs, _ = faceres_runs
     probes = [json.loads((runs[name] / "probe.json").read_text()) for name in ("memory", "disk")]
