@@ -1,5 +1,5 @@
 """MODEL_CARD.md from what sits beside a model: config, preprocessing summary, metrics,
-evaluations, threshold, robustness sweep and fairness report.
+evaluations, threshold, "uncertain" band, robustness sweep and fairness report.
 
 Every source is optional and read defensively: a missing or unreadable file becomes a line
 saying so, never an error, so a card can be written at any stage of a model's life.
@@ -24,6 +24,7 @@ from fakeface_tf.core.run_folder import METRICS_FILE, RunFolder
 from fakeface_tf.core.text import format_value
 from fakeface_tf.data.records import SUMMARY_FILE
 from fakeface_tf.models import artifacts
+from fakeface_tf.models.uncertainty import read_band
 
 CARD = "MODEL_CARD.md"
 EVAL_COLUMNS = ("accuracy", "accuracy_real", "accuracy_fake", "precision", "recall", "f1",
@@ -238,6 +239,31 @@ def _threshold(root: Path) -> str:
             f"[{saved.get('split', '?')}] ({saved.get('created', '?')}); inference uses it.")
 
 
+def _band(root: Path, evaluations: list[dict]) -> str:
+    """The "uncertain" band's guarantee and its condition, in plain words, and what it cost
+    in evaluations beside the model; nothing when the model has no conformal.json."""
+    try:
+        band = read_band(root)
+    except FakefaceError as exc:
+        return f"## Uncertain verdicts\n{exc}"
+    if band is None:
+        return ""
+    lines = ["## Uncertain verdicts",
+             f"On faces like the calibration faces ({band.source or 'source not recorded'}, "
+             f"{band.n_calibration} faces), the set of verdicts it gives contains the right one at "
+             f"least {1 - band.alpha:.0%} of the time; P(fake) between {band.low:.3f} and "
+             f"{band.high:.3f} is reported as uncertain. Fitted by {band.method} at alpha "
+             f"{band.alpha}; on other faces (other generators, cameras, compression) the "
+             "guarantee does not hold."]
+    for m in evaluations:
+        if m.get("coverage") is not None:
+            lines.append(f"- {m.get('split', '?')} split of {m.get('data', '?')}: coverage "
+                         f"{format_value(m['coverage'])} (share given a verdict), accuracy on "
+                         f"decided faces {format_value(m.get('decided_accuracy'))}, "
+                         f"{m.get('uncertain', '?')} uncertain.")
+    return "\n".join(lines)
+
+
 def _robustness(root: Path) -> tuple[str, pd.DataFrame | None]:
     files = (sorted(root.glob(f"{robustness.PREFIX}*/{robustness.TABLE_FILE}"))
              + sorted(root.glob(robustness.TABLE_FILE)))
@@ -310,8 +336,9 @@ def write_card(model_path: str | Path) -> Path:
     robust, frame = _robustness(root)
     fair, report = _fairness(root)
     sections = [_header(loaded), _data(loaded), _preprocessing(loaded), _training(loaded),
-                _validation(root), evaluation, _threshold(root), _learning_curve(root), robust,
-                fair, _limits(evaluations, frame, report), _licences(loaded)]
+                _validation(root), evaluation, _threshold(root), _band(root, evaluations),
+                _learning_curve(root), robust, fair, _limits(evaluations, frame, report),
+                _licences(loaded)]
     sections = [s for s in sections if s]
     path = root / CARD
     try:

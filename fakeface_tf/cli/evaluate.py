@@ -45,6 +45,10 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also make the chosen or given threshold the model's own "
                              "(threshold.json beside the model, read by predict and serve); "
                              "without it the model folder is left as it was")
+    parser.add_argument("--alpha", type=float, default=None,
+                        help="fit an 'uncertain' band on the valid split at this error rate "
+                             "(e.g. 0.05), written to OUT/conformal.json (default: the model's "
+                             "conformal.json if it has one, else no uncertain verdicts)")
     parser.add_argument("--keep-worst", type=int, default=8, help="images per error gallery")
 
 
@@ -53,7 +57,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     metrics = evaluate.evaluate(args.model, args.data, out=args.out, split=args.split,
                                 threshold=args.threshold, target_fpr=args.target_fpr,
-                                keep_worst=args.keep_worst, save_threshold=args.save_threshold)
+                                keep_worst=args.keep_worst, save_threshold=args.save_threshold,
+                                alpha=args.alpha)
     print(evaluate.summary(metrics))
     return 0
 

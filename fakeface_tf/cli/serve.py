@@ -1,10 +1,11 @@
 """`fakeface predict` and `fakeface serve`: verdicts for image files, and the web app.
 
-predict: one line per image (or one JSON object per line with --json). With --explain, the
-heatmap overlays are saved as PNGs in --out. A folder argument processes every image in it
-with a progress bar; predictions.csv goes to --out when given (or the current folder for a
-folder argument). Missing files are refused before the model loads. Unreadable files are
-skipped and listed at the end (exit 1 if some, 2 if all failed).
+predict: one line per image (or one JSON object per line with --json); a face whose P(fake)
+lies in the model's "uncertain" band (conformal.json beside it) is called "uncertain". With
+--explain, the heatmap overlays are saved as PNGs in --out. A folder argument processes every
+image in it with a progress bar; predictions.csv goes to --out when given (or the current
+folder for a folder argument). Missing files are refused before the model loads. Unreadable
+files are skipped and listed at the end (exit 1 if some, 2 if all failed).
 """
 
 from __future__ import annotations
@@ -146,8 +147,10 @@ def run_serve(args: argparse.Namespace) -> int:
     detector = Detector.load(args.model)
     detector.warmup(limits.max_batch)
     app = create_app(limits=limits, cors_origins=args.cors, detector=detector)
+    band = detector.band
     print(f"fakeface: serving {detector.model.root.name} on http://{args.host}:{args.port}/ "
           f"({limits.decode_workers} decode workers of {app.state.decoders.memory_mb:.0f} MB, "
-          f"{limits.max_pending} requests at once)", flush=True)
+          f"{limits.max_pending} requests at once)"
+          + (f"; P(fake) in {band.low:.3f}-{band.high:.3f} is \"uncertain\"" if band else ""), flush=True)
     run_server(app, limits, args.host, args.port)
     return 0

@@ -1,5 +1,6 @@
-"""Shared figures: confusion matrix, ROC, PR, reliability, score histograms, learning curves,
-image galleries and per-condition bars. Each function draws one PNG and returns its path.
+"""Shared figures: confusion matrix, ROC, PR, reliability, score histograms, risk-coverage,
+learning curves, image galleries and per-condition bars. Each function draws one PNG and
+returns its path.
 
 Figures are built with `matplotlib.figure.Figure` (no pyplot), so no global backend state
 is touched and the functions are safe to call from the web app's worker threads.
@@ -137,6 +138,29 @@ def score_histograms(y_true, scores, path: str | Path, threshold: float | None =
     ax.set_ylabel("images")
     ax.legend()
     ax.set_title(title)
+    return _save(fig, path)
+
+
+def risk_coverage(coverage, accuracy, path: str | Path, band_point: tuple[float, float] | None = None,
+                  title: str = "Risk-coverage: abstaining on the least sure faces") -> Path:
+    """Accuracy on the decided faces against the share decided, the least sure (closest to the
+    threshold) left undecided first; `band_point` marks (coverage, accuracy) of the "uncertain" band."""
+    coverage, accuracy = np.asarray(coverage, dtype=float), np.asarray(accuracy, dtype=float)
+    fig = Figure(figsize=(5.0, 4.2))
+    ax = fig.subplots()
+    if len(coverage):
+        ax.plot(coverage, accuracy, label="abstain on the least sure")
+        ax.axhline(accuracy[-1], ls="--", color="gray", label=f"all decided: {accuracy[-1]:.3f}")
+    else:
+        _unavailable(ax, "no scored faces")
+    if band_point is not None and band_point[1] is not None:
+        ax.plot(*band_point, "o", color="tab:red", label=f"uncertain band: coverage "
+                f"{band_point[0]:.3f}, accuracy {band_point[1]:.3f}")
+    ax.set_xlim(0, 1.02)
+    ax.set_xlabel("coverage (share of faces given a verdict)")
+    ax.set_ylabel("accuracy on the decided faces")
+    ax.legend(loc="lower left", fontsize=8)
+    ax.set_title(title, fontsize=10)
     return _save(fig, path)
 
 

@@ -18,6 +18,7 @@ MODEL_FILE = "model.keras"
 SAVED_MODEL_DIR = "saved_model"  # the TF SavedModel export
 CHECKPOINTS_DIR = "checkpoints"
 THRESHOLD_FILE = "threshold.json"  # the decision threshold chosen for this model
+CONFORMAL_FILE = "conformal.json"  # the "uncertain" band of P(fake) (models/uncertainty.py)
 FACE_CUT_FILE = "face_cut.json"  # the face cut the model was trained on
 ENV_FILE = "env.json"  # versions and machine the model was trained with
 PROBE_FILE = "probe.json"  # the linear probe that initialised the head (FaceRes)
@@ -72,6 +73,10 @@ class RunFolder:
     @property
     def threshold(self) -> Path:
         return self.path / THRESHOLD_FILE
+
+    @property
+    def conformal(self) -> Path:
+        return self.path / CONFORMAL_FILE
 
     @property
     def face_cut(self) -> Path:

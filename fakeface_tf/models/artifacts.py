@@ -20,6 +20,7 @@ from fakeface_tf.core.errors import FakefaceError
 from fakeface_tf.core.files import write_text_atomic
 from fakeface_tf.core.run_folder import RunFolder
 from fakeface_tf.data.faces import FaceOptions, face_options, read_cut
+from fakeface_tf.models.uncertainty import Band, read_band
 
 REFERENCE = REPO_ROOT / "saved_models" / "reference"
 MEMBER_PREFIX = "m{}_"  # layer-name prefix of ensemble member i (`fakeface ensemble`)
@@ -39,6 +40,11 @@ class LoadedModel:
     root: Path
     run_dir: Path | None
     path: Path  # the model file or SavedModel folder actually loaded
+
+    @functools.cached_property
+    def band(self) -> Band | None:
+        """The "uncertain" band saved beside the model (conformal.json), else None."""
+        return read_band(self.root)
 
     @functools.cached_property
     def face_options(self) -> FaceOptions:

@@ -1,7 +1,8 @@
-"""Real face / fake face / not a face for one image, and which pixels weighed most.
+"""Real face / fake face / uncertain / not a face for one image, and which pixels weighed most.
 
 `Detector` loads a model and MTCNN once, cuts the face with `faces.extract_face` (the very
-function preprocessing uses), scores it, and on request explains the score
+function preprocessing uses), scores it (a face whose P(fake) lies in the model's "uncertain"
+band, when it has one, gets no real/fake verdict), and on request explains the score
 (`explanations.py`) and maps the heatmap back onto the original image (`drawing.py`).
 """
 
@@ -17,6 +18,7 @@ from fakeface_tf.core.errors import FakefaceError
 from fakeface_tf.data.faces import FaceCrop, extract_face, extract_faces, mtcnn_detector
 from fakeface_tf.data.images import MAX_PIXELS, load_image
 from fakeface_tf.models import artifacts
+from fakeface_tf.models.uncertainty import UNCERTAIN, Band
 from fakeface_tf.serving.drawing import colorize, draw_box, fit, heatmap_to_original, overlay
 from fakeface_tf.serving.explanations import EXPLAIN_METHODS, Explainer
 
@@ -35,11 +37,12 @@ def read_image(source: str | Path | bytes | np.ndarray, max_pixels: int = MAX_PI
 class Prediction:
     """One image's verdict, the face it rests on, and (when asked) where the model looked."""
 
-    verdict: str  # real face | fake face | not a face
+    verdict: str  # real face | fake face | uncertain | not a face
     probability: float | None  # P(fake); None when there is no face to score
     threshold: float
     face: FaceCrop
     image: np.ndarray = field(repr=False)  # the original RGB image
+    band: Band | None = None  # the model's "uncertain" band, when it has one
     explain: str | None = None
     heatmap: np.ndarray | None = field(default=None, repr=False)  # over the crop, [0, 1]
     heatmap_image: np.ndarray | None = field(default=None, repr=False)  # over the original
@@ -48,9 +51,15 @@ class Prediction:
     def box(self) -> tuple[float, float, float, float] | None:
         return tuple(float(v) for v in self.face.box) if any(self.face.box) else None
 
+    @property
+    def leaning(self) -> str | None:
+        """The side of the threshold P(fake) falls on ("fake face" / "real face"), even for an
+        uncertain face: what an explanation explains. None without a face."""
+        return None if self.probability is None else threshold_verdict(self.probability, self.threshold)
+
     def to_dict(self) -> dict:
-        """JSON-friendly summary (no arrays)."""
-        return {
+        """JSON-friendly summary (no arrays); "band" only for a model that has one."""
+        answer = {
             "verdict": self.verdict,
             "probability": None if self.probability is None else round(self.probability, 6),
             "threshold": self.threshold,
@@ -61,6 +70,9 @@ class Prediction:
             "face_confidence": round(float(self.face.confidence), 4),
             "explain": self.explain,
         }
+        if self.band is not None:
+            answer["band"] = band_summary(self.band)
+        return answer
 
     def boxed(self, max_side: int | None = None) -> np.ndarray:
         """The original image (shrunk to max_side) with the face box drawn."""
@@ -84,11 +96,24 @@ class Prediction:
         return colorize(fit(self.heatmap_image, max_side), colormap)
 
 
-def verdict_for(face_ok: bool, probability: float | None, threshold: float) -> str:
-    """No face -> "not a face"; P(fake) >= threshold -> "fake face"; else "real face"."""
+def band_summary(band: Band) -> dict:
+    """The band as the JSON API and the page show it: its edges and its error rate."""
+    return {"low": band.low, "high": band.high, "alpha": band.alpha}
+
+
+def threshold_verdict(probability: float, threshold: float) -> str:
+    """P(fake) >= threshold -> "fake face"; else "real face"."""
+    return "fake face" if probability >= threshold else "real face"
+
+
+def verdict_for(face_ok: bool, probability: float | None, threshold: float, band: Band | None = None) -> str:
+    """No face -> "not a face"; P(fake) inside the model's band (when it has one) -> "uncertain";
+    else the threshold's verdict."""
     if not face_ok or probability is None:
         return "not a face"
-    return "fake face" if probability >= threshold else "real face"
+    if band is not None and not band.decides(probability):
+        return UNCERTAIN
+    return threshold_verdict(probability, threshold)
 
 
 def _predict_padded(predict, crops: list[np.ndarray]) -> np.ndarray:
@@ -111,15 +136,16 @@ class Detector:
     model: artifacts.LoadedModel
     threshold: float
     max_pixels: int = MAX_PIXELS
+    band: Band | None = None  # P(fake) in it is "uncertain"; from the model's conformal.json
     _explainer: Explainer | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
     def load(cls, model_path: str | Path | None = None, max_pixels: int = MAX_PIXELS) -> "Detector":
-        """Load the model (default: saved_models/reference) and MTCNN, once."""
+        """Load the model (default: saved_models/reference), its band if any, and MTCNN, once."""
         model = artifacts.load_model(model_path or artifacts.default_model_path())
         mtcnn_detector()
-        return cls(model=model, threshold=model.threshold, max_pixels=max_pixels)
+        return cls(model=model, threshold=model.threshold, max_pixels=max_pixels, band=model.band)
 
     @property
     def explain_methods(self) -> tuple[str, ...]:
@@ -171,8 +197,8 @@ class Detector:
             faces = [i for i, crop in enumerate(crops) if crop.ok]
             scores = _predict_padded(self.model.predict, [crops[i].image for i in faces])
         probability = dict(zip(faces, (float(p) for p in scores)))
-        return [Prediction(verdict_for(face.ok, probability.get(i), self.threshold),
-                           probability.get(i), self.threshold, face, image)
+        return [Prediction(verdict_for(face.ok, probability.get(i), self.threshold, self.band),
+                           probability.get(i), self.threshold, face, image, self.band)
                 for i, (image, face) in enumerate(zip(images, crops))]
 
     def explain(self, result: Prediction, method: str | None) -> Prediction:
@@ -183,7 +209,7 @@ class Detector:
         with self._lock:
             if self._explainer is None:
                 self._explainer = Explainer(self.model.keras_model)
-            heat = self._explainer(method, result.face.image, result.verdict == "fake face")
+            heat = self._explainer(method, result.face.image, result.leaning == "fake face")
         result.explain, result.heatmap = method, heat
         result.heatmap_image = heatmap_to_original(heat, result.face.transform, result.image.shape)
         return result

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from fakeface_tf.core.errors import FakefaceError
 from fakeface_tf.data.images import is_image_file
+from fakeface_tf.models.uncertainty import UNCERTAIN
 from fakeface_tf.serving.inference import Detector, Prediction
 
 EXPLAIN_NAMES = {"gradcam++": "Grad-CAM++", "smoothgrad": "SmoothGrad", "scorecam": "Score-CAM"}
@@ -43,7 +44,7 @@ def save_overlays(result: Prediction, path: Path, out: Path, colormap: str, opac
 
     title = (f"{path.name}: {result.verdict}, P(fake) {result.probability:.3f} "
              f"(threshold {result.threshold:.3f})\n{EXPLAIN_NAMES[result.explain]}: bright = pushed "
-             f"the model towards \"{result.verdict}\"")
+             f"the model towards \"{result.leaning}\"")
     whole = plots.explanation(result.overlay(colormap, opacity), result.heatmap_image,
                               out / f"{path.stem}_{result.explain}.png", title, colormap, opacity)
     plots.explanation(result.overlay(colormap, opacity, on_crop=True), result.heatmap,
@@ -66,8 +67,13 @@ def predict_file(detector: Detector, path: Path, explain: str | None, out: Path,
 
 
 def describe(path: Path, record: dict) -> str:
-    """The human line for one image."""
-    if record["verdict"] != "not a face":
+    """The human line for one image; an uncertain one says the band its P(fake) lies in."""
+    if record["verdict"] == UNCERTAIN:
+        band = record["band"]
+        line = (f"{path}: uncertain, the detector cannot tell (P(fake)={record['probability']:.3f} "
+                f"lies in its uncertain band {band['low']:.3f}-{band['high']:.3f}, "
+                f"angle {record['angle']:+.1f} deg)")
+    elif record["verdict"] != "not a face":
         line = (f"{path}: {record['verdict']} (P(fake)={record['probability']:.3f}, "
                 f"threshold {record['threshold']:.3f}, angle {record['angle']:+.1f} deg)")
     else:

@@ -18,7 +18,7 @@ from fastapi.concurrency import run_in_threadpool
 from fakeface_tf.core import memory
 from fakeface_tf.serving.answers import model_identity, payload
 from fakeface_tf.serving.batcher import Batcher
-from fakeface_tf.serving.inference import Detector
+from fakeface_tf.serving.inference import Detector, band_summary
 from fakeface_tf.serving.isolation import DecodePool
 from fakeface_tf.serving.limits import Limits
 from fakeface_tf.serving.refusals import ClientGone, ServerBusy, UploadTimeout
@@ -99,8 +99,9 @@ class Service:
         return max(1, math.ceil(self.pending * self.batcher.seconds_per_item))
 
     def health(self) -> dict:
-        """The answer of /api/health: the model, its settings, and the load right now."""
-        return {
+        """The answer of /api/health: the model, its settings (its "uncertain" band only when it
+        has one), and the load right now."""
+        health = {
             "status": "ok",
             "model": self.identity,
             "threshold": self.detector.threshold,
@@ -110,6 +111,9 @@ class Service:
             "pending": self.pending,
             "decoders_ready": self.decoders.available(),
         }
+        if self.detector.band is not None:
+            health["band"] = band_summary(self.detector.band)
+        return health
 
     async def predict(self, request: Request) -> dict:
         """The answer to one upload, or a refusal (busy, too slow, bad upload, client gone)."""

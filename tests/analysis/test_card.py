@@ -9,6 +9,7 @@ import yaml
 from fakeface_tf.analysis import card, evaluate
 from fakeface_tf.cli import main
 from fakeface_tf.models import artifacts
+from fakeface_tf.models.uncertainty import Band, write_band
 
 
 def _add_artefacts(run, tmp_path):
@@ -67,6 +68,25 @@ def test_card_for_a_bare_model_says_what_is_missing(tiny_keras_model, tmp_path):
     for missing in ("No config.yaml", "No evaluation yet", "No robustness sweep yet",
                     "No fairness report", "0.5 (default"):
         assert missing in text, missing
+
+
+def test_card_states_the_bands_guarantee_its_condition_and_its_measured_coverage(tiny_run_copy):
+    write_band(tiny_run_copy, Band(low=0.2, high=0.8, alpha=0.05, n_calibration=277,
+                                   source="records [valid]"))
+    metrics = evaluate.compute_metrics([1, 0, 1], [0.9, 0.1, 0.5], 0.5)
+    metrics.update(split="test", data="records", coverage=2 / 3, decided_accuracy=1.0, uncertain=1)
+    (tiny_run_copy / "eval-records-test").mkdir()
+    (tiny_run_copy / "eval-records-test" / "metrics.json").write_text(json.dumps(metrics))
+    text = card.write_card(tiny_run_copy).read_text()
+    assert ("On faces like the calibration faces (records [valid], 277 faces), the set of verdicts "
+            "it gives contains the right one at least 95% of the time; P(fake) between 0.200 and "
+            "0.800 is reported as uncertain.") in text
+    assert ("test split of records: coverage 0.667 (share given a verdict), accuracy on decided "
+            "faces 1.000, 1 uncertain.") in text
+
+
+def test_card_without_a_band_has_no_uncertain_section(tiny_run_copy):
+    assert "## Uncertain verdicts" not in card.write_card(tiny_run_copy).read_text()
 
 
 def test_card_for_a_missing_model_exits_2(tmp_path, capsys):

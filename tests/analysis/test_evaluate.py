@@ -15,8 +15,8 @@ from fakeface_tf.data import records
 from fakeface_tf.models import artifacts
 
 PROMISED = ("metrics.json", "scores.csv", "confusion_matrix.png", "roc_curve.png", "pr_curve.png",
-            "reliability.png", "score_histograms.png", "worst_false_positives.png",
-            "worst_false_negatives.png")
+            "reliability.png", "score_histograms.png", "risk_coverage.png",
+            "worst_false_positives.png", "worst_false_negatives.png")
 
 
 def test_metrics_agree_with_scikit_learn():

@@ -70,6 +70,8 @@ FIGURES = {
         pd.DataFrame([[0.2, np.nan]], index=["Black"], columns=["Female", "Male"]),
         pd.DataFrame([[5, 0]], index=["Black"], columns=["Female", "Male"]), "FPR", p), (636, 240)),
     "run_curves": (lambda p: plots.run_curves({"a": HISTORY, "b": HISTORY}, p), (1440, 540)),
+    "risk_coverage": (lambda p: plots.risk_coverage([0.5, 1.0], [1.0, 0.75], p, (0.5, 1.0)),
+                      (550, 462)),
 }
 
 
@@ -188,3 +190,16 @@ def test_run_curves_draw_each_run_on_both_panels(drawn, tmp_path):
     assert len(loss.lines) == 4 and len(auc.lines) == 2  # training dashed + validation per run
     assert [t.get_text() for t in auc.get_legend().get_texts()] == ["a", "b"]
     assert (auc.get_xlabel(), auc.get_ylabel()) == ("epoch", "validation AUC")
+
+
+def test_risk_coverage_labels_its_axes_and_marks_the_band_and_full_coverage(drawn, tmp_path):
+    plots.risk_coverage([0.25, 0.5, 0.75, 1.0], [1.0, 1.0, 2 / 3, 0.5], tmp_path / "rc.png",
+                        band_point=(0.75, 2 / 3))
+    ax = drawn[0].axes[0]
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("coverage (share of faces given a verdict)",
+                                                  "accuracy on the decided faces")
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [
+        "abstain on the least sure", "all decided: 0.500",
+        "uncertain band: coverage 0.750, accuracy 0.667"]
+    plots.risk_coverage([0.5, 1.0], [1.0, 0.75], tmp_path / "plain.png")
+    assert len(drawn[1].axes[0].get_legend().get_texts()) == 2  # no band, no point

@@ -1,4 +1,5 @@
-"""The single page in Debian's headless Chromium: upload a face and a non-face, read the page."""
+"""The single page in Debian's headless Chromium: upload a face and a non-face, read the page;
+and a face inside the model's "uncertain" band, which the page says it cannot tell."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from banded_models import band_from, model_with_band
 from conftest import live_server
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -98,3 +100,36 @@ def test_nonface_shows_no_threshold_and_no_face_caption(page, sample_root):
     assert _upload(page, nonface) == "not a face"
     assert "threshold" not in page.inner_text("#details")
     assert "detected face" not in page.inner_text("#boxed-caption")
+
+
+@pytest.fixture(scope="module")
+def uncertain_page(page, detector, sample_root, tiny_keras_model, tmp_path_factory):
+    """A page on a server whose model's band holds the first real sample face's P(fake)."""
+    from fakeface_tf.serving.serve import create_app
+
+    face = sorted((sample_root / "faces" / "real").glob("*.jpg"))[0]
+    p = detector.predict(face).probability
+    model = model_with_band(tiny_keras_model, tmp_path_factory.mktemp("banded"), band_from(p - 0.01, p + 0.01))
+    with live_server(create_app(model)) as url:
+        banded = page.context.browser.new_page(viewport={"width": 1100, "height": 900})
+        banded.goto(url)
+        yield banded
+        banded.close()
+
+
+def test_face_inside_the_band_is_shown_uncertain_with_its_own_colour_and_heatmap(uncertain_page, page,
+                                                                                sample_root, tmp_path):
+    face = sorted((sample_root / "faces" / "real").glob("*.jpg"))[0]
+    assert _upload(uncertain_page, face) == "uncertain"
+    reason = uncertain_page.inner_text("#reason")
+    assert reason.startswith("The detector cannot tell whether this face is real or generated")
+    assert "uncertain band" in reason and "P(fake)" in reason
+    assert uncertain_page.is_visible("#band-mark") and "uncertain band" in uncertain_page.inner_text("#details")
+    assert "not far enough to decide" in uncertain_page.inner_text("#heat-caption")
+    assert _loaded(uncertain_page, "#heatmap") and uncertain_page.is_visible("#heatmap")
+    colour = "el => getComputedStyle(el).color"
+    uncertain = uncertain_page.eval_on_selector("#verdict", colour)
+    _upload(page, face)  # the same face on the band-less model: a real/fake verdict, no band
+    assert page.eval_on_selector("#verdict", colour) != uncertain
+    assert page.is_hidden("#band-mark") and page.inner_text("#reason") == ""
+    uncertain_page.screenshot(path=str(tmp_path / "uncertain.png"), full_page=True)

@@ -1,4 +1,6 @@
 // fakeface single page: upload an image, show the verdict, the face box and the heatmap.
+// A face whose P(fake) lies in the model's "uncertain" band gets no real/fake verdict: the page
+// says plainly that the detector cannot tell.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -7,16 +9,23 @@ const els = {
   method: $("method"), opacity: $("opacity"), opacityValue: $("opacity-value"),
   status: $("status"), error: $("error"), result: $("result"),
   verdict: $("verdict"), reason: $("reason"), probBlock: $("prob-block"),
-  probFill: $("prob-fill"), thresholdMark: $("threshold-mark"), probText: $("prob-text"),
+  probFill: $("prob-fill"), thresholdMark: $("threshold-mark"), bandMark: $("band-mark"),
+  probText: $("prob-text"),
   details: $("details"), boxed: $("boxed"), heatFigure: $("heat-figure"),
   heatBase: $("heat-base"), heatmap: $("heatmap"), heatCaption: $("heat-caption"),
   boxedCaption: $("boxed-caption"), modelInfo: $("model-info"),
 };
 const METHOD_NAMES = { "gradcam++": "Grad-CAM++", smoothgrad: "SmoothGrad", scorecam: "Score-CAM" };
+const VERDICT_KINDS = { "real face": "real", "fake face": "fake", uncertain: "uncertain" };
 let currentFile = null;
 let busy = false;
 
 const pct = (x) => `${(100 * x).toFixed(1)}%`;
+const bandText = (band) => `${pct(band.low)}–${pct(band.high)}`;
+
+// Why there is no real/fake verdict for this face, in words.
+const uncertainSentence = (r) => "The detector cannot tell whether this face is real or generated " +
+  `(P(fake) ${pct(r.probability)} lies in its uncertain band ${bandText(r.band)}).`;
 
 function showError(message) {
   els.error.textContent = message;
@@ -65,19 +74,41 @@ async function analyse() {
   }
 }
 
+function reasonFor(kind, r) {
+  if (kind === "none") return r.face_reason || "no face was found";
+  return kind === "uncertain" ? uncertainSentence(r) : "";
+}
+
+function showBand(band) {
+  els.bandMark.hidden = !band;
+  if (!band) return;
+  els.bandMark.style.left = pct(band.low);
+  els.bandMark.style.width = pct(band.high - band.low);
+}
+
+function heatCaption(kind, r) {
+  const name = METHOD_NAMES[r.explain] || r.explain;
+  if (kind !== "uncertain") return `${name}: bright = pushed the model towards "${r.verdict}"`;
+  const lean = r.probability >= r.threshold ? "fake face" : "real face";
+  return `${name}: bright = pushed the model towards "${lean}", though not far enough to decide`;
+}
+
 function render(r) {
-  const kind = r.verdict === "fake face" ? "fake" : r.verdict === "real face" ? "real" : "none";
+  const kind = VERDICT_KINDS[r.verdict] || "none";
   els.verdict.textContent = r.verdict;
   els.verdict.className = `verdict ${kind}`;
-  els.reason.textContent = kind === "none" ? (r.face_reason || "no face was found") : "";
+  els.reason.textContent = reasonFor(kind, r);
+  els.reason.className = `reason ${kind}`;
 
   els.probBlock.hidden = r.probability === null;
   if (r.probability !== null) {
     els.probFill.style.width = pct(r.probability);
     els.thresholdMark.style.left = pct(r.threshold);
     els.probText.textContent = `P(fake) ${pct(r.probability)}`;
+    showBand(r.band);
   }
   const rows = kind === "none" ? [] : [["threshold", pct(r.threshold)]];
+  if (r.band && kind !== "none") rows.push(["uncertain band", `${bandText(r.band)} (α = ${r.band.alpha})`]);
   rows.push(["face", r.face_status]);
   if (r.box) rows.push(["box", r.box.map((v) => Math.round(v)).join(", ") + " (x, y, w, h)"]);
   if (r.box) rows.push(["eye angle", `${r.angle.toFixed(1)}°`]);
@@ -95,7 +126,7 @@ function render(r) {
   if (r.images.heatmap) {
     els.heatBase.src = png(r.images.boxed);
     els.heatmap.src = png(r.images.heatmap);
-    els.heatCaption.textContent = `${METHOD_NAMES[r.explain] || r.explain}: bright = pushed the model towards "${r.verdict}"`;
+    els.heatCaption.textContent = heatCaption(kind, r);
     applyOpacity();
   }
   els.result.hidden = false;
@@ -124,7 +155,8 @@ async function showModel() {
     const health = await (await fetch("/api/health")).json();
     const m = health.model;
     els.modelInfo.textContent = `Model: ${m.name}` + (m.architecture ? ` (${m.architecture})` : "") +
-      `, version ${m.version}; decision threshold ${pct(health.threshold)}.`;
+      `, version ${m.version}; decision threshold ${pct(health.threshold)}.` +
+      (health.band ? ` P(fake) in ${bandText(health.band)} is called uncertain.` : "");
   } catch (_) { /* the page still works without it */ }
 }
 showModel();
