@@ -18,7 +18,8 @@ fakeface train configs/faceres.yaml --set name=reference --runs-dir "$RUNS" --qu
 run="$(latest reference)"
 rm -rf "$OUT" && mkdir -p "$OUT"
 cp -r "$run"/{model.keras,saved_model,config.yaml,env.json,metrics.json,history.csv,probe.json} "$OUT"/
-fakeface evaluate "$OUT" "$RECORDS" --threshold auto --save-threshold
+fakeface evaluate "$OUT" "$RECORDS" --threshold auto --save-threshold --alpha 0.05
+cp "$OUT/eval-$(basename "$RECORDS")-test/conformal.json" "$OUT"/  # the uncertain band travels with the model
 fakeface evaluate "$OUT" "$DATA/faces_extra" --out "$OUT/eval-faces_extra"
 fakeface robustness "$OUT" "$RECORDS"
 fakeface fairness "$OUT" "$DATA/fairness/labels.csv"
