@@ -27,6 +27,9 @@ def _config(name: str, *overrides: str) -> Config:
     pytest.param(n, marks=pytest.mark.slow) if n in HEAVY else n for n in MODELS
 ])
 def test_model_trains_a_step_and_round_trips(name, tmp_path):
+    # A seeded start: other tests leave Keras' global seed wherever their training ended, and
+    # some starts saturate the sigmoid on these two raw images, so one step moves no weight.
+    keras.utils.set_random_seed(0)
     cfg = _config(name)
     model = compile_model(build_model(cfg), cfg, total_steps=1)
     model.run_eagerly = True  # one step: tracing a big graph would cost more than running it
