@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import socket
+import sys
 import threading
 import time
 from pathlib import Path
@@ -17,6 +19,16 @@ import numpy as np
 import pytest
 
 from fakeface_tf.core.config import data_root
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _fresh_keras_state_per_module():
+    """After each test module, Keras' global state (graphs, models, name counters) is cleared,
+    so the suite's memory does not grow with the number of modules run in one process."""
+    yield
+    if "keras" in sys.modules:
+        sys.modules["keras"].backend.clear_session()
+    gc.collect()
 
 
 @pytest.fixture(scope="session")
