@@ -97,7 +97,7 @@ def verdicts(scores, threshold: float, band: Band | None = None) -> np.ndarray:
     scores = np.asarray(scores, dtype=float)
     out = np.where(scores >= threshold, "fake", "real").astype(object)
     if band is not None:
-        out[(scores >= band.low) & (scores <= band.high)] = UNCERTAIN
+        out[band.uncertain(scores)] = UNCERTAIN
     return out
 
 

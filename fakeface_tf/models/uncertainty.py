@@ -13,6 +13,8 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
+
 from fakeface_tf.core.errors import FakefaceError
 from fakeface_tf.core.files import write_text_atomic
 from fakeface_tf.core.run_folder import RunFolder
@@ -39,8 +41,14 @@ class Band:
             return ("fake",)
         return ("real", "fake")
 
+    def uncertain(self, scores) -> np.ndarray:
+        """Where P(fake) lies in [low, high]: the set is {real, fake} (one definition, for a
+        single face or a whole evaluation)."""
+        scores = np.asarray(scores, dtype=float)
+        return (scores >= self.low) & (scores <= self.high)
+
     def decides(self, probability: float) -> bool:
-        return len(self.label_set(probability)) == 1
+        return not bool(self.uncertain(probability))
 
 
 def read_band(folder: str | Path) -> Band | None:
