@@ -13,7 +13,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 
 from fakeface_tf.core import logs
-from fakeface_tf.core.config import REPO_ROOT, data_root
+from fakeface_tf.core.config import data_root, work_root
 from fakeface_tf.models.artifacts import default_model_path
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ def setup() -> Tour:
     logs.show()  # what library functions report appears under the cell
     fast = os.environ.get(FAST_ENV) == "1"
     data, model = data_root(), default_model_path()  # resolved before the working folder moves
-    os.chdir(REPO_ROOT)
+    os.chdir(work_root())  # the checkout (else where the notebook was started)
     out = Path("outputs", "notebooks-fast" if fast else "notebooks")  # records never mix
     tour = Tour(fast=fast, data=relative(data), out=out,
                 model=relative(model), limit=40 if fast else None)
@@ -49,5 +49,5 @@ def setup() -> Tour:
 
 
 def relative(path: str | os.PathLike) -> Path:
-    """A path relative to the repository root (how the notebooks name every file)."""
-    return Path(os.path.relpath(Path(path).resolve(), REPO_ROOT))
+    """A path relative to the working root, the checkout (how the notebooks name every file)."""
+    return Path(os.path.relpath(Path(path).resolve(), work_root()))

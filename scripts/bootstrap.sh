@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Create (or refresh) the project's virtual environment and install the package into it.
 # Sourced by scripts/main.sh and scripts/test.sh, or by you in any shell to put `fakeface` on
-# PATH; re-installs only when pyproject.toml or FAKEFACE_GPU changes. It sets no shell options
+# PATH; re-installs only when pyproject.toml, requirements.lock (every version, from
+# scripts/lock.py) or FAKEFACE_GPU changes. It sets no shell options
 # (no `set -e`), so sourcing it leaves an interactive shell as it was; each step stops it on
 # failure instead.
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -15,7 +16,7 @@ fi
 # builds own the same files, so a switch between them uninstalls the old one first.
 if [ "${FAKEFACE_GPU:-0}" = 1 ]; then TF_EXTRA=gpu; else TF_EXTRA=cpu; fi
 STAMP="$VENV/.fakeface-installed"
-WANT="$(sha256sum "$ROOT/pyproject.toml" | cut -c1-16) $TF_EXTRA"
+WANT="$(cat "$ROOT/pyproject.toml" "$ROOT/requirements.lock" | sha256sum | cut -c1-16) $TF_EXTRA"
 HAVE="$(cat "$STAMP" 2>/dev/null || true)"
 if [ "$HAVE" != "$WANT" ]; then
     echo "[setup] installing fakeface_tf and its pinned dependencies with $TF_EXTRA TensorFlow" \
@@ -27,7 +28,8 @@ if [ "$HAVE" != "$WANT" ]; then
             { echo "[setup] pip uninstall failed (see above)" >&2; return 1 2>/dev/null || exit 1; }
     fi
     "$VENV/bin/python" -m pip install -q --upgrade pip &&
-        "$VENV/bin/python" -m pip install -q -e "$ROOT[dev,beam,$TF_EXTRA]" ||
+        "$VENV/bin/python" -m pip install -q -c "$ROOT/requirements.lock" \
+            -e "$ROOT[dev,serve,tune,notebooks,beam,export,$TF_EXTRA]" ||
         { echo "[setup] pip install failed (see above)" >&2; return 1 2>/dev/null || exit 1; }
     echo "$WANT" > "$STAMP"
 fi

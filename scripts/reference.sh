@@ -17,10 +17,11 @@ fakeface preprocess "$DATA/faces" "$RECORDS" --size 224 --color rgb --no-level
 fakeface train configs/faceres.yaml --set name=reference --runs-dir "$RUNS" --quiet
 run="$(latest reference)"
 rm -rf "$OUT" && mkdir -p "$OUT"
-cp -r "$run"/{model.keras,saved_model,config.yaml,env.json,metrics.json,history.csv,probe.json} "$OUT"/
-fakeface evaluate "$OUT" "$RECORDS" --threshold auto --save-threshold --alpha 0.05
-cp "$OUT/eval-$(basename "$RECORDS")-test/conformal.json" "$OUT"/  # the uncertain band travels with the model
+cp -r "$run"/{model.keras,saved_model,config.yaml,env.json,metrics.json,history.csv,probe.json,face_cut.json} "$OUT"/
+fakeface evaluate "$OUT" "$RECORDS" --threshold auto --save-threshold --alpha 0.05  # threshold and band beside the model
+fakeface calibrate "$OUT" "$RECORDS"  # ships a map only if it beats raw P(fake) on held-out validation folds
 fakeface evaluate "$OUT" "$DATA/faces_extra" --out "$OUT/eval-faces_extra"
+fakeface evaluate "$OUT" "$DATA/pairs/fake" --out "$OUT/eval-pairs_fake"  # pSp fakes: recall only, never trained on
 fakeface robustness "$OUT" "$RECORDS"
 fakeface fairness "$OUT" "$DATA/fairness/labels.csv"
 
@@ -39,5 +40,5 @@ fakeface train configs/faceres.yaml --set data.fairness_labels=fairness/labels.c
 fakeface fairness-compare "$run" "$(latest reference-fairmix)" "$DATA/fairness/labels.csv" \
   --out "$RUNS/fairness-compare"
 cp "$RUNS/fairness-compare/compare.csv" "$OUT/fairness_compare.csv"
-fakeface card "$OUT"
+fakeface card "$OUT" --write
 fakeface runs "$RUNS"

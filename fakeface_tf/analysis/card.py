@@ -8,6 +8,7 @@ saying so, never an error, so a card can be written at any stage of a model's li
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -15,16 +16,18 @@ import pandas as pd
 import yaml
 from scipy.stats import binomtest
 
-from fakeface_tf.analysis import learning_curve, robustness
+from fakeface_tf.analysis import fairness_indist_output, learning_curve, robustness
+from fakeface_tf.analysis.card_verdicts import band_section, calibration_section, threshold_section
 from fakeface_tf.analysis.evaluate import EVAL_PREFIX
-from fakeface_tf.analysis.fairness_output import REPORT_DIR, REPORT_FILE
-from fakeface_tf.core.config import records_dir
+from fakeface_tf.analysis.generalisation import generalisation_section
+from fakeface_tf.analysis.fairness_output import NO_FLAGS, REPORT_DIR, REPORT_FILE
+from fakeface_tf.core.config import DATA_ENV, DEFAULT_DATA_ROOT, REPO_ROOT, records_dir
 from fakeface_tf.core.errors import FakefaceError
 from fakeface_tf.core.run_folder import METRICS_FILE, RunFolder
-from fakeface_tf.core.text import format_value
+from fakeface_tf.core.files import read_json_object
+from fakeface_tf.core.text import format_value, markdown_table
 from fakeface_tf.data.records import SUMMARY_FILE
 from fakeface_tf.models import artifacts
-from fakeface_tf.models.uncertainty import read_band
 
 CARD = "MODEL_CARD.md"
 EVAL_COLUMNS = ("accuracy", "accuracy_real", "accuracy_fake", "precision", "recall", "f1",
@@ -32,24 +35,22 @@ EVAL_COLUMNS = ("accuracy", "accuracy_real", "accuracy_fake", "precision", "reca
 FAIRNESS_COLUMNS = ("attribute", "group", "n", "n_no_face", "fpr", "fpr_lo", "fpr_hi", "accuracy")
 
 
-def _read_json(path: Path) -> dict | None:
-    """The JSON object in `path`, or None when absent or unreadable."""
-    try:
-        value = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return value if isinstance(value, dict) else None
-
-
-def _table(headers, rows) -> str:
-    lines = ["| " + " | ".join(map(str, headers)) + " |", "|" + "---|" * len(headers)]
-    lines += ["| " + " | ".join(format_value(v) for v in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
 def _records_dir(config) -> Path | None:
     path = records_dir(config.data.path)
     return path if path.is_dir() else None
+
+
+def _portable(path) -> str:
+    """A source path as the card shows it, never a machine's absolute path: under the data root
+    as `$FAKEFACE_DATA/...`, under the checkout relative to it, else its last part alone."""
+    path = Path(path)
+    if not path.is_absolute():
+        return path.as_posix()
+    data = Path(os.environ.get(DATA_ENV) or DEFAULT_DATA_ROOT).expanduser()
+    for base, prefix in ((data, f"${DATA_ENV}/"), (REPO_ROOT, "")):
+        if path.resolve().is_relative_to(base.resolve()):
+            return prefix + path.resolve().relative_to(base.resolve()).as_posix()
+    return path.name
 
 
 def _architecture(loaded) -> str:
@@ -100,7 +101,7 @@ def _learning_curve(root: Path) -> str:
         "The same recipe trained on nested hash-chosen shares of the training split "
         "(`data.train_fraction`), each scored on the same test split at its own "
         "validation-picked threshold. The full 140k set is the documented path to more data.",
-        "", _table(columns, frame[columns].itertuples(index=False)), "",
+        "", markdown_table(columns, frame[columns].itertuples(index=False)), "",
         f"![learning_curve]({learning_curve.FIGURE_FILE})"
         if (root / learning_curve.FIGURE_FILE).is_file() else ""])
 
@@ -113,7 +114,7 @@ def _header(loaded) -> str:
         f"Generated {time.strftime('%Y-%m-%d %H:%M')} by `fakeface card` from the files in this folder.",
         "",
         "## Model",
-        f"- File: `{loaded.path.relative_to(loaded.root) if loaded.path.is_relative_to(loaded.root) else loaded.path}`",
+        f"- File: `{loaded.path.relative_to(loaded.root) if loaded.path.is_relative_to(loaded.root) else _portable(loaded.path)}`",
         _architecture(loaded),
         f"- Parameters: {params:,}" if params is not None else "- Parameters: unknown (SavedModel only)",
         f"- Input: {loaded.image_size}x{loaded.image_size} {'gray' if loaded.channels == 1 else 'RGB'} "
@@ -135,21 +136,21 @@ def _data(loaded) -> str:
     records = _records_dir(loaded.config)
     if records is None:
         return "\n".join(lines + [f"Training records `{loaded.config.data.path}` are not on this machine."])
-    lines.append(f"Face-crop TFRecords: `{records}`.")
-    summary = _read_json(records / SUMMARY_FILE)
+    lines.append(f"Face-crop TFRecords: `{_portable(records)}`.")
+    summary = read_json_object(records / SUMMARY_FILE)
     if summary and isinstance(summary.get("counts"), dict):
         rows = []
         for split, by_label in summary["counts"].items():
             for label, by_status in sorted(by_label.items()):
                 ok = by_status.get("ok", 0)
                 rows.append((split, label, ok, sum(by_status.values()) - ok))
-        lines += ["", _table(("split", "label", "faces", "files without a usable face"), rows)]
+        lines += ["", markdown_table(("split", "label", "faces", "files without a usable face"), rows)]
         if summary.get("status"):
             lines.append("\nFiles by status: " + ", ".join(f"{k} {v}" for k, v in summary["status"].items()))
         lines += [f"\n> warning: {w}" for w in summary.get("warnings", [])]
         source = summary.get("settings", {}).get("src")
         if source:
-            lines.append(f"\nSource images: `{source}` ({summary['settings'].get('layout', '')}).")
+            lines.append(f"\nSource images: `{_portable(source)}` ({summary['settings'].get('layout', '')}).")
     else:
         lines.append(f"\nNo {SUMMARY_FILE} beside the records: counts unavailable.")
     return "\n".join(lines)
@@ -158,7 +159,7 @@ def _data(loaded) -> str:
 def _preprocessing(loaded) -> str:
     options = loaded.face_options
     records = _records_dir(loaded.config) if loaded.config else None
-    summary = _read_json(records / SUMMARY_FILE) if records else None
+    summary = read_json_object(records / SUMMARY_FILE) if records else None
     face = (summary or {}).get("settings", {}).get("face", {})
     return "\n".join([
         "## Preprocessing",
@@ -179,7 +180,7 @@ def _training(loaded) -> str:
         return "\n".join(lines + ["No config.yaml beside the model."])
     recipe = {k: v for k, v in loaded.config.to_dict().items() if k != "data"}
     lines += ["```yaml", yaml.safe_dump(recipe, sort_keys=False).strip(), "```"]
-    env = _read_json(RunFolder(loaded.root).env)
+    env = read_json_object(RunFolder(loaded.root).env)
     if env:
         packages = env.get("packages", {})
         versions = ", ".join(f"{k} {v}" for k, v in packages.items()
@@ -190,12 +191,12 @@ def _training(loaded) -> str:
 
 
 def _validation(root: Path) -> str:
-    metrics = _read_json(RunFolder(root).metrics)
+    metrics = read_json_object(RunFolder(root).metrics)
     if not metrics:
         return "## Validation metrics\nNo metrics.json beside the model."
     rows = [(k, v) for k, v in metrics.items() if isinstance(v, (int, float, str)) and not isinstance(v, bool)]
-    text = "## Validation metrics\nFrom training (best checkpoint, threshold 0.5).\n\n" + _table(("metric", "value"), rows)
-    probe = _read_json(RunFolder(root).probe)
+    text = "## Validation metrics\nFrom training (best checkpoint, threshold 0.5).\n\n" + markdown_table(("metric", "value"), rows)
+    probe = read_json_object(RunFolder(root).probe)
     if probe:
         text += (f"\n\nThe head started as a logistic-regression probe on the frozen features "
                  f"(C {probe.get('C')}): validation AUC {format_value(probe.get('val_auc'))}, "
@@ -203,65 +204,42 @@ def _validation(root: Path) -> str:
     return text
 
 
+def _empty_figure(name: str, m: dict) -> str:
+    """Why evaluation figure `name` would show nothing (one class only; no such mistake), or ""."""
+    cells, counts = m.get("confusion_matrix", {}).get("cells", {}), m.get("counts", {})
+    said, truth = {"worst_false_positives": ("fake", "real"), "worst_false_negatives": ("real", "fake")}.get(name, ("", ""))
+    if name == "roc_curve" and 0 in (counts.get("real"), counts.get("fake")):
+        return "only one class present"
+    empty = said and cells.get(f"predicted {said}", {}).get(f"actual {truth}") == 0
+    return f"no {truth} face was called {said}" if empty else ""
+
+
 def _evaluations(root: Path) -> tuple[str, list[dict]]:
     found = [(p.parent, m) for p in sorted(root.glob(f"{EVAL_PREFIX}-*/{METRICS_FILE}"))
-             if (m := _read_json(p))]
+             if (m := read_json_object(p))]
     lines = ["## Evaluation"]
     if not found:
         return "\n".join(lines + ["No evaluation yet (run `fakeface evaluate MODEL DATA`)."]), []
     rows = [(folder.name, m.get("split", "?"), m.get("counts", {}).get("total"),
              m.get("rejected", {}).get("count", 0), m.get("threshold"), *(m.get(k) for k in EVAL_COLUMNS))
             for folder, m in found]
-    lines.append(_table(("evaluation", "split", "images", "no face", "threshold", *EVAL_COLUMNS), rows))
+    lines.append(markdown_table(("evaluation", "split", "images", "no face", "threshold", *EVAL_COLUMNS), rows))
     for folder, m in found:
         matrix = m.get("confusion_matrix", {}).get("matrix")
         if matrix:
             lines += [f"\n**{folder.name}** confusion matrix (positive = fake):\n",
-                      _table(("", "actual fake", "actual real"),
+                      markdown_table(("", "actual fake", "actual real"),
                              [("predicted fake", *matrix[0]), ("predicted real", *matrix[1])])]
         lines.append("")
         for name in ("roc_curve", "score_histograms", "worst_false_positives", "worst_false_negatives"):
-            file = m.get("files", {}).get(name)
-            if file and (folder / file).is_file():
+            file, empty = m.get("files", {}).get(name), _empty_figure(name, m)
+            if empty:
+                lines.append(f"- {name.replace('_', ' ')} left out: {empty}")
+            elif file and (folder / file).is_file():
                 lines.append(f"![{name}]({folder.name}/{file})")
         notes = m.get("notes") or {}
         lines += [f"- {k}: {v}" for k, v in notes.items()]
     return "\n".join(lines), [m for _, m in found]
-
-
-def _threshold(root: Path) -> str:
-    saved = _read_json(RunFolder(root).threshold)
-    if not saved:
-        return "## Decision threshold\n0.5 (default; no threshold.json beside the model)."
-    extra = f", target FPR {saved['target_fpr']}" if saved.get("target_fpr") is not None else ""
-    return (f"## Decision threshold\n{format_value(saved.get('threshold'))}, chosen by "
-            f"{saved.get('method', '?')}{extra} on {saved.get('data', '?')} "
-            f"[{saved.get('split', '?')}] ({saved.get('created', '?')}); inference uses it.")
-
-
-def _band(root: Path, evaluations: list[dict]) -> str:
-    """The "uncertain" band's guarantee and its condition, in plain words, and what it cost
-    in evaluations beside the model; nothing when the model has no conformal.json."""
-    try:
-        band = read_band(root)
-    except FakefaceError as exc:
-        return f"## Uncertain verdicts\n{exc}"
-    if band is None:
-        return ""
-    lines = ["## Uncertain verdicts",
-             f"On faces like the calibration faces ({band.source or 'source not recorded'}, "
-             f"{band.n_calibration} faces), the set of verdicts it gives contains the right one at "
-             f"least {1 - band.alpha:.0%} of the time; P(fake) between {band.low:.3f} and "
-             f"{band.high:.3f} is reported as uncertain. Fitted by {band.method} at alpha "
-             f"{band.alpha}; on other faces (other generators, cameras, compression) the "
-             "guarantee does not hold."]
-    for m in evaluations:
-        if m.get("coverage") is not None:
-            lines.append(f"- {m.get('split', '?')} split of {m.get('data', '?')}: coverage "
-                         f"{format_value(m['coverage'])} (share given a verdict), accuracy on "
-                         f"decided faces {format_value(m.get('decided_accuracy'))}, "
-                         f"{m.get('uncertain', '?')} uncertain.")
-    return "\n".join(lines)
 
 
 def _robustness(root: Path) -> tuple[str, pd.DataFrame | None]:
@@ -278,26 +256,26 @@ def _robustness(root: Path) -> tuple[str, pd.DataFrame | None]:
                        if c in frame]
             lines += [f"`{file.relative_to(root)}`: degradations applied to the face crops after "
                       "detection (JPEG in the wild hits the whole image before the crop).\n",
-                      _table(columns, frame[columns].itertuples(index=False))]
+                      markdown_table(columns, frame[columns].itertuples(index=False))]
         except (OSError, ValueError, pd.errors.ParserError) as exc:
             lines.append(f"`{file.relative_to(root)}` unreadable: {exc}")
     return "\n".join(lines), frame
 
 
 def _fairness(root: Path) -> tuple[str, dict | None]:
-    report = _read_json(root / REPORT_DIR / REPORT_FILE)
+    report = read_json_object(root / REPORT_DIR / REPORT_FILE)
     lines = ["## Fairness"]
     if not report:
         return "\n".join(lines + ["No fairness report (run `fakeface fairness MODEL LABELS`)."]), None
     lines.append(f"{report.get('rows', '?')} labelled faces ({report.get('part', '?')}), threshold "
-                 f"{format_value(report.get('threshold'))}. Rates with 95% bootstrap intervals; "
-                 "FPR = real faces called fake.")
+                 f"{format_value(report.get('threshold'))}. FPR = real faces called fake. "
+                 f"Intervals: {report.get('definitions', {}).get('ci', '95%')}.")
     groups = [g for g in report.get("groups", []) if isinstance(g, dict) and " x " not in str(g.get("attribute", ""))]
     if groups:
         columns = [c for c in FAIRNESS_COLUMNS if c in groups[0]]
-        lines += ["", _table(columns, [[g.get(c) for c in columns] for g in groups])]
+        lines += ["", markdown_table(columns, [[g.get(c) for c in columns] for g in groups])]
     flags = report.get("flags") or []
-    lines += ["", "Flags:" if flags else "Flags: none"] + [f"- {f}" for f in flags]
+    lines += ["", "Flags:" if flags else f"Flags: {NO_FLAGS}"] + [f"- {f}" for f in flags]
     return "\n".join(lines), report
 
 
@@ -308,7 +286,8 @@ def _limits(evaluations: list[dict], robust: pd.DataFrame | None, fairness: dict
         "Other generators (diffusion, face swaps), other resolutions and other compression "
         "are out of distribution.",
         "- The model sees only the face crop; a face MTCNN misses gets no verdict.",
-        "- Scores are not calibrated probabilities unless the reliability diagram says so.",
+        "- P(fake) is as well calibrated as the Calibration section shows (its ECE against "
+        "the noise floor), and only on faces like the test faces.",
     ]
     for m in evaluations:
         n, acc = m.get("counts", {}).get("total"), m.get("accuracy")
@@ -323,26 +302,40 @@ def _limits(evaluations: list[dict], robust: pd.DataFrame | None, fairness: dict
             lines.append(f"- Degraded inputs: accuracy falls from {clean.iloc[0]:.3f} (clean) to "
                          f"{worst['accuracy']:.3f} under {worst['condition']}.")
     if fairness is not None:
-        lines.append("- Fairness data holds only real faces: per-group false positive rates are "
-                     "measured, per-group false negative rates are not.")
+        lines.append("- The labelled fairness faces (UTKFace) are all real and of another format: "
+                     "their false positive rates say little about the detector; per-group rates "
+                     "on its own held-out faces, with estimated groups, are in In-distribution "
+                     "fairness when that report is there.")
     return "\n".join(lines)
 
 
-def write_card(model_path: str | Path) -> Path:
-    """Write MODEL_CARD.md into the model's folder and return its path."""
-    loaded = artifacts.load_model(model_path)
+def card_text(model_path: str | Path) -> str:
+    """The model card of the model at `model_path`, in Markdown (image links relative to its
+    folder), from what its folder holds."""
+    return _card(artifacts.load_model(model_path))
+
+
+def _card(loaded) -> str:
+    """The card's sections, joined."""
     root = loaded.root
     evaluation, evaluations = _evaluations(root)
     robust, frame = _robustness(root)
     fair, report = _fairness(root)
     sections = [_header(loaded), _data(loaded), _preprocessing(loaded), _training(loaded),
-                _validation(root), evaluation, _threshold(root), _band(root, evaluations),
-                _learning_curve(root), robust, fair, _limits(evaluations, frame, report),
+                _validation(root), evaluation, generalisation_section(root),
+                threshold_section(root), band_section(root, evaluations),
+                calibration_section(root), _learning_curve(root), robust, fair,
+                fairness_indist_output.card_section(root), _limits(evaluations, frame, report),
                 _licences(loaded)]
-    sections = [s for s in sections if s]
-    path = root / CARD
+    return "\n\n".join(s for s in sections if s) + "\n"
+
+
+def write_card(model_path: str | Path) -> Path:
+    """Write MODEL_CARD.md into the model's folder and return its path."""
+    loaded = artifacts.load_model(model_path)
+    path, text = loaded.root / CARD, _card(loaded)
     try:
-        path.write_text("\n\n".join(sections) + "\n")
+        path.write_text(text)
     except OSError as exc:
         raise FakefaceError(f"cannot write {path}: {exc.strerror or exc}") from None
     return path

@@ -41,18 +41,26 @@ def _column(scores) -> np.ndarray:
     return np.asarray(scores, dtype=float).reshape(-1, 1)
 
 
+ALPHA = 0.05  # the default error rate of the uncertain band (at most 5 % of sets miss)
+
+
 def check_alpha(alpha: float) -> None:
     """Refuse an error rate outside (0, 1) before any face is scored."""
     if not 0.0 < alpha < 1.0:
         raise FakefaceError(f"alpha must be between 0 and 1 (exclusive), got {alpha}")
 
 
-def conformalize(labels, scores, alpha: float = 0.05) -> SplitConformalClassifier:
+def min_calibration(alpha: float = ALPHA) -> int:
+    """The fewest calibration faces a band at `alpha` can be fitted on (1 / min(alpha, 1 - alpha))."""
+    return int(np.ceil(max(1 / alpha, 1 / (1 - alpha))))
+
+
+def conformalize(labels, scores, alpha: float = ALPHA) -> SplitConformalClassifier:
     """MAPIE's split-conformal classifier (LAC score, confidence 1 - alpha) fitted on the
     calibration faces' labels (1 = fake) and P(fake)."""
     check_alpha(alpha)
     labels = np.asarray(labels, dtype=int)
-    needed = int(np.ceil(max(1 / alpha, 1 / (1 - alpha))))
+    needed = min_calibration(alpha)
     if len(labels) < needed:
         raise FakefaceError(f"a band at alpha {alpha} needs at least {needed} calibration faces, "
                             f"got {len(labels)}")
@@ -82,7 +90,7 @@ def band_from_threshold(q: float, alpha: float, n_calibration: int, source: str 
     return Band(low=low, high=high, alpha=alpha, n_calibration=n_calibration, source=source)
 
 
-def fit_band(labels, scores, alpha: float = 0.05, source: str = "") -> Band:
+def fit_band(labels, scores, alpha: float = ALPHA, source: str = "") -> Band:
     """The split-conformal band fitted on calibration faces (labels 1 = fake, P(fake) scores):
     on faces like them, its set holds the true label at least 1 - alpha of the time."""
     q = mapie_threshold(conformalize(labels, scores, alpha))

@@ -171,8 +171,9 @@ def evaluate(model_path: str | Path, data: str | Path, out: str | Path | None = 
     into `out` (default: beside the model) and return the metrics.
 
     A threshold chosen here ("auto", `target_fpr`) or given is written to out/threshold.json;
-    only `save_threshold` also makes it the model's own (threshold.json beside the model,
-    which inference reads): evaluating never changes a model unasked. `alpha` fits an
+    only `save_threshold` also makes it (and a band fitted here) the model's own
+    (threshold.json, conformal.json beside the model, which inference reads): evaluating
+    never changes a model unasked. `alpha` fits an
     "uncertain" band on the valid split (written to out/conformal.json); without it the
     model's own band, if any, applies."""
     if alpha is not None:
@@ -204,6 +205,8 @@ def evaluate(model_path: str | Path, data: str | Path, out: str | Path | None = 
         source += f"; written to {files['threshold']}"
     if save_threshold:
         source += f"; saved as the model's threshold: {write_threshold(loaded.root, chosen, record)}"
+        if fitted:
+            source += f"; its band saved beside it: {write_band(loaded.root, band)}"
     result.update({
         "threshold_source": source,
         "model": str(loaded.path),

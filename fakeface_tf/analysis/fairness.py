@@ -5,10 +5,10 @@ options (the same `faces.crop_files` as everywhere), scores it, and reports per 
 gender, race and the race x gender and age x gender intersections: n, faces not found,
 accuracy, false positive rate on real faces (real people called fake: the direct harm),
 false negative rate on fakes (only where the group has fakes; otherwise unavailable, never
-filled in) and selection rate, each with a seeded within-group bootstrap 95 % interval. It
+filled in) and selection rate, each with a Wilson 95 % interval (`fairness_intervals`). It
 adds the seed project's binary comparisons as disparate impact ratio (DIR), average odds
-difference (AOD) and equalized odds difference, and flags DIRs outside the 4/5 rule and gaps
-whose interval excludes zero.
+difference (AOD) and equalized odds difference, and flags only what counts against the
+unprivileged group: a DIR below 0.8 whose interval lies below 1, a gap whose interval lies above 0.
 
 Orientation: the positive class is *fake* (label 1, what the model flags); the favourable
 outcome is being called *real*. In every comparison the privileged (reference) side is the
@@ -37,7 +37,6 @@ from tqdm.auto import tqdm
 from fakeface_tf.analysis.fairness_metrics import (
     ATTRIBUTES,
     DEFINITIONS,
-    N_BOOT,
     binary_comparisons,
     comparison_name,
     fairness_report,
@@ -58,7 +57,7 @@ from fakeface_tf.data.labelled import (
 from fakeface_tf.data.records import LABELS
 from fakeface_tf.models.artifacts import load_model
 
-__all__ = ["ATTRIBUTES", "N_BOOT", "SCORE_CHUNK", "assess", "binary_comparisons",
+__all__ = ["ATTRIBUTES", "SCORE_CHUNK", "assess", "binary_comparisons",
            "comparison_name", "fairness_report", "group_metrics", "score", "summary",
            "write_report"]
 
@@ -92,6 +91,23 @@ def score(model, df: pd.DataFrame, threshold: float, progress: bool = True,
     return out
 
 
+def measures(labels: pd.Series) -> str:
+    """What this report measures, in one sentence (the summary's and fairness.json's)."""
+    fakes = ", FNR on its labelled fakes" if (labels == "fake").any() else ""
+    return ("This report measures FPR on real photos of known (labelled) groups, out of the "
+            f"detector's format for UTKFace's 200 px crops{fakes}, and the no-face rate per "
+            "group; `fakeface fairness-indist` measures the detector on its own held-out faces.")
+
+
+def no_face_lines(table: pd.DataFrame) -> list[str]:
+    """No face found, per single-attribute group: k of n, the rate and its 95 % interval."""
+    rows = table[table["attribute"].isin(("all",) + ATTRIBUTES)]
+    return ["No face found, per group (k/n, rate [95% CI]):"] + [
+        f"  {r.attribute:9s} {r.group:10s} {r.n_no_face:4d}/{r.n:<5d} "
+        f"{r.no_face_rate:.3f} [{r.no_face_rate_lo:.3f}, {r.no_face_rate_hi:.3f}]"
+        for r in rows.itertuples()]
+
+
 def _trained_on(model, labels_csv: Path) -> bool:
     used = model.config.data.fairness_labels if model.config else ""
     return bool(used) and labels_path(used, model.config.data.root).resolve() == labels_csv.resolve()
@@ -99,7 +115,7 @@ def _trained_on(model, labels_csv: Path) -> bool:
 
 def assess(model_path, labels_csv, out=None, threshold: float | None = None,
            limit: int | None = None, seed: int = 0, labels_format: str | None = None,
-           all_rows: bool = False, n_boot: int = N_BOOT, progress: bool = True) -> dict:
+           all_rows: bool = False, progress: bool = True) -> dict:
     """Score the labelled faces with a model and write the fairness report.
 
     Assesses the assessment part of `split_labels` (the faces training never sees) unless
@@ -107,8 +123,8 @@ def assess(model_path, labels_csv, out=None, threshold: float | None = None,
     model's folder/fairness) and returns the report (JSON-ready except the DataFrames `groups`,
     one row per group, and `scores`, one row per face).
     """
-    if seed < 0 or n_boot < 1:
-        raise FakefaceError(f"--seed must be >= 0 and --n-boot >= 1, got {seed} and {n_boot}")
+    if seed < 0:
+        raise FakefaceError(f"--seed must be >= 0, got {seed}")
     check_inputs([model_path])  # the cheap checks first: a wrong path fails in a second
     labels_csv = Path(labels_csv)
     df = load_labels(labels_csv, labels_format)
@@ -125,17 +141,17 @@ def assess(model_path, labels_csv, out=None, threshold: float | None = None,
         part += f", stratified subsample of {limit}"
     threshold = model.threshold if threshold is None else float(threshold)
     scored = score(model, df, threshold, progress)
-    report = fairness_report(scored["label"].map(LABELS), scored["pred"], scored[list(ATTRIBUTES)],
-                             seed, n_boot)
+    report = fairness_report(scored["label"].map(LABELS), scored["pred"], scored[list(ATTRIBUTES)])
     report = {"model": str(model.path), "labels": str(labels_csv), "part": part, "rows": len(df),
-              "threshold": threshold, "seed": seed, "n_boot": n_boot,
+              "threshold": threshold, "seed": seed,
               "split": {"seed": SPLIT_SEED, "test_fraction": TEST_FRACTION},
-              "definitions": DEFINITIONS,
+              "definitions": DEFINITIONS, "measures": measures(scored["label"]),
               "no_face": scored.loc[scored["status"] != "ok", ["file", "status", "reason"]]
               .to_dict(orient="records"),
               **report, "scores": scored.drop(columns=["path"])}
     out = Path(out) if out else model.root / REPORT_DIR
     write_report(report, out)
     log.info(summary(report))
+    log.info("\n".join([report["measures"]] + no_face_lines(report["groups"])))
     log.info(f"Report: {out}")
     return report

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from fakeface_tf.analysis.fairness import assess
-from fakeface_tf.analysis.fairness_metrics import ATTRIBUTES, N_BOOT
+from fakeface_tf.analysis.fairness_metrics import ATTRIBUTES
 from fakeface_tf.analysis.scoring import check_inputs
 from fakeface_tf.core.files import write_text_atomic
 from fakeface_tf.models.artifacts import model_root
@@ -21,14 +21,13 @@ TABLE_FILE = "compare.csv"
 
 
 def compare(run_a, run_b, labels_csv, out=None, limit: int | None = None, seed: int = 0,
-            labels_format: str | None = None, n_boot: int = N_BOOT,
-            progress: bool = True) -> pd.DataFrame:
+            labels_format: str | None = None, progress: bool = True) -> pd.DataFrame:
     """Before/after table per group (n, FPR, FNR, accuracy) of two models on the same
     assessment faces; each model's full report lands in `out`/a and `out`/b, the table in
     `out`/compare.csv (its folder in the table's `attrs["out"]`)."""
     check_inputs([run_a, run_b])  # both checked before the first one loads and is scored
     out = Path(out) if out else model_root(run_b) / OUT_DIR
-    kwargs = dict(limit=limit, seed=seed, labels_format=labels_format, n_boot=n_boot, progress=progress)
+    kwargs = dict(limit=limit, seed=seed, labels_format=labels_format, progress=progress)
     tables = [assess(run, labels_csv, out=out / side, **kwargs)["groups"]
               for side, run in (("a", run_a), ("b", run_b))]
     keys = ["attribute", "group"]

@@ -10,7 +10,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fakeface_tf.analysis.fairness_metrics import ATTRIBUTES, INTERSECTIONS, group_order
+from fakeface_tf.analysis.fairness_intervals import METHODS
+from fakeface_tf.analysis.fairness_metrics import (
+    ATTRIBUTES,
+    INTERSECTIONS,
+    group_order,
+)
 from fakeface_tf.core import plots
 from fakeface_tf.core.files import write_text_atomic
 from fakeface_tf.core.text import format_value
@@ -19,6 +24,7 @@ REPORT_DIR = "fairness"  # beside the model, unless told otherwise
 REPORT_FILE = "fairness.json"
 GROUPS_FILE = "by_group.csv"
 SCORES_FILE = "scores.csv"
+NO_FLAGS = "none: no gap's interval excludes zero"  # the summary's and the card's words
 
 
 def _clean(value):
@@ -54,30 +60,58 @@ def _fmt(value, ci=None) -> str:
     return format_value(value, ci, missing="n/a")
 
 
+def _comparison_line(c: dict) -> str:
+    """One available comparison as a table row (unprivileged minus privileged)."""
+    aod = (_fmt(c["aod"], c["aod_ci"]) if not _missing(c["aod"]) else "n/a: no fakes on a side")
+    odds = c["equalized_odds"]
+    eod = _fmt(odds["value"], odds.get("ci")) + (" (FPR only)" if "only" in odds["basis"] else "")
+    return (f"  {c['name']:18s} {c['n_unprivileged']:>5d}/{c['n_privileged']:<5d} "
+            f"{_fmt(c['fpr_difference'], c['fpr_difference_ci']):25s} "
+            f"{_fmt(c['dir'], c['dir_ci']):22s} {aod:25s} {eod}")
+
+
+def _missing(value) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def comparison_lines(comparisons: list[dict]) -> list[str]:
+    """The binary comparisons as a table, or one line saying why there is none; unavailable
+    comparisons are named with their reason in one line under the table."""
+    available = [c for c in comparisons if "unavailable" not in c]
+    missing = "; ".join(f"{c['name']} ({c['unavailable']})" for c in comparisons
+                        if "unavailable" in c)
+    if not available:
+        why = missing or "the labels have none of the compared attributes"
+        return [f"Binary comparisons: none available: {why}"]
+    lines = ["Binary comparisons (unprivileged vs privileged, gaps unprivileged - privileged; "
+             "favourable = called real):",
+             f"  {'comparison':18s} {'n u/p':11s} {'FPR gap [95% CI]':25s} {'DIR [95% CI]':22s} "
+             f"{'AOD [95% CI]':25s} EOD [95% CI]"]
+    lines += [_comparison_line(c) for c in available]
+    if missing:
+        lines.append(f"  unavailable: {missing}")
+    return lines
+
+
 def summary(report: dict) -> str:
     """The printed summary: per-group rates, detection failures, comparisons, flags."""
     table = report["groups"]
     lines = [f"Fairness of {report['model']} on {report['rows']} faces ({report['part']}); "
-             f"threshold {report['threshold']:.3f}, {report['n_boot']} bootstrap resamples"]
+             f"threshold {report['threshold']:.3f}",
+             f"95% intervals: rates {METHODS['rate']}; gaps {METHODS['difference']}; "
+             f"DIR {METHODS['ratio']}"]
     lines.append(f"{'attribute':9s} {'group':10s} {'n':>5s} {'no face':>8s}  "
                  f"{'FPR [95% CI]':26s} {'FNR [95% CI]':26s} accuracy")
     for row in table[table["attribute"].isin(("all",) + ATTRIBUTES)].itertuples():
         lines.append(f"{row.attribute:9s} {row.group:10s} {row.n:5d} {row.n_no_face:8d}  "
                      f"{_fmt(row.fpr, (row.fpr_lo, row.fpr_hi)):26s} "
-                     f"{_fmt(row.fnr, (row.fnr_lo, row.fnr_hi)):26s} {_fmt(row.accuracy)}")
-    lines.append("Binary comparisons (unprivileged vs privileged; favourable = called real):")
-    for c in report["comparisons"]:
-        if "unavailable" in c:
-            lines.append(f"  {c['name']:18s} unavailable: {c['unavailable']}")
-            continue
-        aod = (f"AOD {_fmt(c['aod'], c['aod_ci'])}" if not math.isnan(c["aod"]) else
-               f"AOD n/a (no fakes on a side); FPR half {_fmt(c['aod_fpr_half'], c['aod_fpr_half_ci'])}")
-        odds = c["equalized_odds"]
-        eod = "EOD (FPR only)" if odds["basis"].startswith("FPR") else "EOD"
-        lines.append(f"  {c['name']:18s} DIR {_fmt(c['dir'], c['dir_ci'])}  {aod}  "
-                     f"{eod} {_fmt(odds['value'])}")
-    lines.append("Flags:" if report["flags"] else "Flags: none")
-    lines += [f"  - {flag}" for flag in report["flags"]]
+                     f"{_fmt(row.fnr, (row.fnr_lo, row.fnr_hi)):26s} "
+                     f"{_fmt(row.accuracy, (row.accuracy_lo, row.accuracy_hi))}")
+    lines += comparison_lines(report["comparisons"])
+    flags = report["flags"]
+    lines.append("Flags (95% interval clear of zero, against the unprivileged side):" if flags
+                 else f"Flags: {NO_FLAGS}")
+    lines += [f"  - {flag}" for flag in flags]
     return "\n".join(lines)
 
 

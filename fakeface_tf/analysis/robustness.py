@@ -18,9 +18,10 @@ import cv2
 import numpy as np
 import pandas as pd
 from PIL import Image
+from tqdm.auto import tqdm
 
 from fakeface_tf.analysis.metrics import compute_metrics
-from fakeface_tf.analysis.scoring import default_out, iter_batches, load_checked
+from fakeface_tf.analysis.scoring import data_source, default_out, iter_batches, load_checked
 from fakeface_tf.core import plots
 from fakeface_tf.core.text import format_value
 
@@ -82,15 +83,18 @@ def robustness(model_path: str | Path, data: str | Path, out: str | Path | None 
     conditions = conditions or CONDITIONS
     loaded = load_checked(model_path, data, split)
     labels, scores = [], {name: [] for name in conditions}
-    rejected = 0
-    for batch in iter_batches(loaded, data, split, batch_size, progress):
+    rejected, bar = 0, _progress(data, split, len(conditions), progress)
+    for batch in iter_batches(loaded, data, split, batch_size, progress=False):
         rejected += len(batch.rejected)
         if not len(batch.labels):
             continue
         labels.append(batch.labels)
         for name, transform in conditions.items():
+            bar.set_description(f"robustness {name}", refresh=False)
             images = np.stack([transform(img) for img in batch.images])
             scores[name].append(np.asarray(loaded.predict(images), dtype=float).reshape(-1))
+            bar.update(len(images))
+    bar.close()
     y_true = np.concatenate(labels) if labels else np.zeros(0, int)
     rows = []
     for name in conditions:
@@ -107,6 +111,18 @@ def robustness(model_path: str | Path, data: str | Path, out: str | Path | None 
     plots.condition_bars(frame, out / FIGURE_FILE, ("accuracy", "roc_auc"),
                          title=f"Robustness on {Path(data).name} [{split}] (crops degraded after detection)")
     return frame
+
+
+def _progress(data, split: str, conditions: int, progress: bool) -> tqdm:
+    """One bar over every (crop, condition) scored, named after the condition being scored;
+    its total is known for records (an image folder's faces are found as the sweep goes)."""
+    kind, folder = data_source(data, split)
+    total = None
+    if kind == "records":
+        from fakeface_tf.data import datasets  # TensorFlow, loaded with the model by now
+
+        total = sum(datasets.count_examples(folder, split).values()) * conditions
+    return tqdm(total=total, desc="robustness", unit="crop", disable=not progress)
 
 
 def table(frame: pd.DataFrame) -> str:

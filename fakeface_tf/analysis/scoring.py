@@ -31,11 +31,19 @@ class Batch:
 
 
 def _image_folder(data: Path, split: str) -> Path | None:
-    """`data/<split>` or `data` itself, whichever holds real/ or fake/; None if neither."""
+    """`data/<split>` or `data` itself, whichever holds real/ or fake/; else `data` when it is
+    itself a class folder named real or fake (e.g. pairs/fake: one class, labelled by its
+    name); None if neither."""
     for base in (data / split, data):
         if (base / "real").is_dir() or (base / "fake").is_dir():
             return base
-    return None
+    return data if _class_folder(data) else None
+
+
+def _class_folder(base: Path) -> bool:
+    """Whether `base` is one class's folder (named real or fake, no real/ or fake/ inside)."""
+    return (base.name in records.LABELS and base.is_dir()
+            and not any((base / name).is_dir() for name in records.LABELS))
 
 
 def has_split(data: str | Path, split: str) -> bool:
@@ -57,7 +65,7 @@ def data_source(data: str | Path, split: str = "test") -> tuple[str, Path]:
     base = _image_folder(data, split) if data.is_dir() else None
     if base is None:
         raise FakefaceError(f"{data} is neither a TFRecords folder nor an image folder with "
-                            "real/ and fake/ subfolders")
+                            "real/ and fake/ subfolders (or a folder named real/ or fake/)")
     return "images", base
 
 
@@ -83,11 +91,14 @@ def default_out(loaded, data: str | Path, split: str, prefix: str = "eval") -> P
 
 def _list_images(base: Path) -> tuple[list[tuple[Path, int]], list[dict]]:
     """Image files under base/real and base/fake with their labels, and the other files
-    (listed as skipped), found by the rule `fakeface preprocess` uses (`images.list_images`)."""
+    (listed as skipped), found by the rule `fakeface preprocess` uses (`images.list_images`);
+    a class folder's own images (`_class_folder`) carry its name's label."""
     files, skipped = [], []
+    folders = ({base.name: base} if _class_folder(base)
+               else {name: base / name for name in records.LABELS})
     for name, label in sorted(records.LABELS.items(), key=lambda kv: kv[1]):
-        if (base / name).is_dir():
-            images, others = list_images(base / name)
+        if name in folders and folders[name].is_dir():
+            images, others = list_images(folders[name])
             files += [(path, label) for path in images]
             skipped += [{"path": str(path), "label": label, "status": "skipped",
                          "reason": f"not an image file extension ({path.suffix or 'none'})"}
@@ -119,7 +130,8 @@ def _folder_batches(loaded, base: Path, batch_size: int, progress: bool):
     options = loaded.face_options
     files, skipped = _list_images(base)
     if not files:
-        raise FakefaceError(f"{base}: no images in real/ or fake/")
+        raise FakefaceError(f"{base}: no images in real/ or fake/"
+                            + (" (nor in the folder itself)" if _class_folder(base) else ""))
     shape = (0, options.size, options.size, options.channels)
     yield Batch(np.zeros(shape, np.uint8), np.zeros(0, int), [], skipped)
     bar = tqdm(total=len(files), desc=f"faces+scoring {base.name}", unit="img", disable=not progress)

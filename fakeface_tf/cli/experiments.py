@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from fakeface_tf.core.config import load_config
+from fakeface_tf.cli.options import add_progress_option, progress
+from fakeface_tf.core.config import load_config, records_dir
 from fakeface_tf.core.errors import FakefaceError
 from fakeface_tf.core.run_folder import RunFolder
 from fakeface_tf.models.artifacts import find_model
@@ -50,13 +51,14 @@ def add_tune_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
                         help="override base config values")
     parser.add_argument("--runs-dir", default="runs")
+    add_progress_option(parser)
 
 
 def run_tune(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.set)
     from fakeface_tf.training.tune import tune  # loads KerasTuner and TensorFlow: see the docstring
 
-    run_dirs = tune(cfg, args.space, args.trials, args.runs_dir)
+    run_dirs = tune(cfg, args.space, args.trials, args.runs_dir, progress=progress(args))
     print(format_table(compare_runs(run_dirs).sort_values("val_auc", ascending=False)))
     return 0
 
@@ -81,4 +83,33 @@ def run_runs(args: argparse.Namespace) -> int:
     print(f"\ntable: {out}")
     if args.plot:
         print(f"learning curves: {plot_curves(runs, out.with_name(out.stem + '_curves.png'))}")
+    return 0
+
+
+def add_crossval_arguments(parser: argparse.ArgumentParser) -> None:
+    from fakeface_tf.training.crossval import RECIPES  # sklearn only, no TensorFlow
+
+    parser.add_argument("records", help="records folder (its train and valid faces are cross-validated)")
+    parser.add_argument("--recipes", nargs="+", default=list(RECIPES), choices=list(RECIPES),
+                        metavar="RECIPE", help=f"recipes to compare (default: all of {', '.join(RECIPES)})")
+    parser.add_argument("--baseline", nargs="+", default=["faceres"], choices=list(RECIPES),
+                        metavar="RECIPE", help="recipes every other one is compared with, fold by fold")
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default="runs/crossval", help="folder for cv.csv, cv_summary.csv, cv.png")
+    add_progress_option(parser)
+
+
+def run_crossval(args: argparse.Namespace) -> int:
+    records = records_dir(args.records)
+    if not records.is_dir():
+        raise FakefaceError(f"records folder not found: {args.records}")
+    # loads TensorFlow and the backbones (features are extracted once, then cached)
+    from fakeface_tf.training.crossval import run as crossval
+
+    written = crossval(records, args.out, args.recipes, args.folds, args.seed, args.baseline,
+                       progress=progress(args))
+    summary = pd.read_csv(written["summary"])
+    print(format_table(summary))
+    print("\n" + "\n".join(f"{what}: {path}" for what, path in written.items()))
     return 0

@@ -2,9 +2,9 @@
 
 predict: one line per image (or one JSON object per line with --json); a face whose P(fake)
 lies in the model's "uncertain" band (conformal.json beside it) is called "uncertain". With
---explain, the heatmap overlays are saved as PNGs in --out. A folder argument processes every
-image in it with a progress bar; predictions.csv goes to --out when given (or the current
-folder for a folder argument). Missing files are refused before the model loads. Unreadable
+--explain, the heatmap overlays are saved as PNGs in --out (or the current folder). A folder
+argument processes every image in it with a progress bar; predictions.csv goes to --out when
+given, and without --out nothing else is written. Missing files are refused before the model loads. Unreadable
 files are skipped and listed at the end (exit 1 if some, 2 if all failed).
 """
 
@@ -18,6 +18,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from fakeface_tf.cli.options import add_progress_option, progress
 from fakeface_tf.core import memory
 from fakeface_tf.core.errors import FakefaceError
 from fakeface_tf.serving import predict
@@ -26,7 +27,8 @@ from fakeface_tf.serving.explanations import EXPLAIN_METHODS
 from fakeface_tf.serving.inference import Detector
 from fakeface_tf.serving.limits import ConnectionLimits, Limits
 
-MODEL_HELP = "run folder, saved_models/ entry, .keras file or SavedModel (default: saved_models/reference)"
+MODEL_HELP = ("run folder, saved_models/ entry, .keras file or SavedModel (default: $FAKEFACE_MODEL, "
+              "else the checkout's saved_models/reference)")
 # The serve options that must be positive, as Limits and ConnectionLimits name them.
 POSITIVE = ("max_upload_mb", "max_pending", "body_timeout", "request_timeout", "decode_workers",
             "decode_memory_mb", "decode_timeout", "max_batch", "header_timeout", "max_connections",
@@ -40,11 +42,12 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders of images")
     parser.add_argument("--model", help=MODEL_HELP)
     parser.add_argument("--explain", choices=EXPLAIN_METHODS, help="save a heatmap overlay per face")
-    parser.add_argument("--out", type=Path, help="folder for overlays and predictions.csv "
-                        "(default: the current folder)")
+    parser.add_argument("--out", type=Path, help="folder for predictions.csv and overlays (without "
+                        "it predictions.csv is not written; --explain overlays go to the current folder)")
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
     parser.add_argument("--colormap", choices=list(COLORMAPS), default="jet")
     parser.add_argument("--opacity", type=float, default=0.6, help="heatmap opacity in [0, 1]")
+    add_progress_option(parser)
 
 
 def run_predict(args: argparse.Namespace) -> int:
@@ -59,7 +62,8 @@ def run_predict(args: argparse.Namespace) -> int:
     detector = Detector.load(args.model)
     out = args.out or Path.cwd()
     records, failed = [], []
-    bar = tqdm(files, desc="predict", unit="img", disable=not any_folder, file=sys.stderr)
+    bar = tqdm(files, desc="predict", unit="img", disable=not (any_folder and progress(args)),
+               file=sys.stderr)
     for path in bar:
         record = predict.predict_file(detector, path, args.explain, out, args.colormap, args.opacity)
         records.append(record)
@@ -67,7 +71,7 @@ def run_predict(args: argparse.Namespace) -> int:
             failed.append(record["error"])
             continue
         bar.write(json.dumps(record) if args.json else predict.describe(path, record), file=sys.stdout)
-    if any_folder or args.out:
+    if args.out:
         written = predict.write_predictions(records, out)
         print(f"wrote {written} ({len(records)} rows)", file=sys.stderr)
     for reason in failed:
@@ -107,6 +111,8 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     _add_connection_arguments(parser, default.connections)
     parser.add_argument("--cors", action="append", metavar="ORIGIN",
                         help="allow this origin cross-site (repeatable; CORS is off by default)")
+    parser.add_argument("--no-docs", action="store_true",
+                        help="do not serve the API description (/openapi.json, /docs, /redoc)")
 
 
 def _add_connection_arguments(parser: argparse.ArgumentParser, default: ConnectionLimits) -> None:
@@ -142,11 +148,13 @@ def run_serve(args: argparse.Namespace) -> int:
 
     limits = serve_limits(args)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # INFO: one access line per request (fakeface.serve.access), refusals, clients that left;
+    # uvicorn's own loggers stay at warning (server_config), so nothing is logged twice.
     logging.getLogger("fakeface.serve").setLevel(logging.INFO)
     memory.tame_malloc()
     detector = Detector.load(args.model)
     detector.warmup(limits.max_batch)
-    app = create_app(limits=limits, cors_origins=args.cors, detector=detector)
+    app = create_app(limits=limits, cors_origins=args.cors, detector=detector, docs=not args.no_docs)
     band = detector.band
     print(f"fakeface: serving {detector.model.root.name} on http://{args.host}:{args.port}/ "
           f"({limits.decode_workers} decode workers of {app.state.decoders.memory_mb:.0f} MB, "

@@ -15,6 +15,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import platformdirs
 import yaml
 
 from fakeface_tf.core.config_keys import MOVED_KEYS, build, known_keys, move_old_keys, unknown_key
@@ -23,10 +24,29 @@ from fakeface_tf.core.files import write_text_atomic
 from fakeface_tf.core.text import short
 from fakeface_tf.core.yaml_loading import parse_yaml, read_yaml
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+PACKAGE_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = PACKAGE_ROOT.parent  # the checkout in development; site-packages once installed
+CONFIGS_DIR = PACKAGE_ROOT / "configs"  # the shipped recipes (package data; configs/ links here)
 DATA_ENV = "FAKEFACE_DATA"
 CACHE_ENV = "FAKEFACE_CACHE"
+MODEL_ENV = "FAKEFACE_MODEL"  # the model `predict`, `serve` and `evaluate` use without --model
+APP_NAME = "fakeface_tf"  # names the user cache folder (platformdirs)
 DEFAULT_DATA_ROOT = REPO_ROOT.parent / "shared" / "data"
+
+
+def _is_checkout(root: Path) -> bool:
+    """Whether `root` is this project's source checkout rather than site-packages: its
+    pyproject.toml beside the package, and a .git or the data/ folder."""
+    return (root / "pyproject.toml").is_file() and ((root / ".git").exists() or (root / "data").is_dir())
+
+
+CHECKOUT: Path | None = REPO_ROOT if _is_checkout(REPO_ROOT) else None
+
+
+def work_root() -> Path:
+    """Where relative output paths (records, runs) land: the checkout, else the current folder,
+    so an installed package never writes into site-packages."""
+    return CHECKOUT or Path.cwd()
 
 # The values the training code accepts (models.registry._optimizer builds exactly these).
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
@@ -53,8 +73,13 @@ def data_root(root: str | os.PathLike | None = None) -> Path:
 
 def cache_root() -> Path:
     """Where derived files are kept between runs (face crops, converted weights):
-    $FAKEFACE_CACHE, else data/cache/ in the repository."""
-    return Path(os.environ.get(CACHE_ENV) or REPO_ROOT / "data" / "cache")
+    $FAKEFACE_CACHE, else data/cache/ in the checkout, else the user cache folder
+    (platformdirs: ~/.cache/fakeface_tf on Linux) of an installed package."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV]).expanduser()
+    if CHECKOUT is not None:
+        return CHECKOUT / "data" / "cache"
+    return Path(platformdirs.user_cache_dir(APP_NAME))
 
 
 def cache_dir(name: str) -> Path:
@@ -75,9 +100,21 @@ def records_dir(path: str | os.PathLike) -> Path:
 
 def output_records_dir(path: str | os.PathLike) -> Path:
     """The records folder `data.path` names, to write records into (the end-to-end pipeline):
-    a relative path is always taken from the repository, whatever the cwd."""
-    path = Path(path)
-    return path if path.is_absolute() else REPO_ROOT / path
+    a relative path is taken from the checkout whatever the cwd (installed: from the cwd)."""
+    path = Path(path).expanduser()
+    return path if path.is_absolute() else work_root() / path
+
+
+def config_file(path: str | os.PathLike) -> Path:
+    """The YAML file `path` names: the file itself when it exists, else the shipped recipe of
+    that name (`faceres`, `faceres.yaml` or `configs/faceres.yaml`), so the recipes work from
+    an installed package too; else `path` as given (reading it names it as missing)."""
+    path = Path(path).expanduser()
+    parts = path.parts
+    if path.exists() or not (len(parts) == 1 or (len(parts) == 2 and parts[0] == "configs")):
+        return path
+    packaged = CONFIGS_DIR / (path.name if path.suffix else f"{path.name}.yaml")
+    return packaged if packaged.is_file() else path
 
 
 def color_channels(color: str) -> int:
@@ -102,6 +139,13 @@ class DataConfig:
     @property
     def channels(self) -> int:
         return color_channels(self.color)
+
+
+def recipe_data() -> DataConfig:
+    """The face cut of the shipped recipe (configs/faceres.yaml, saved_models/reference): 224 px
+    RGB, margin 0.2, not levelled. `fakeface preprocess` cuts it unless told otherwise, so its
+    records train the recipe as they are (tests/preprocess/test_default_cut.py: all three agree)."""
+    return DataConfig(image_size=224, color="rgb", margin=0.2, level=False)
 
 
 @dataclass
@@ -168,6 +212,9 @@ class AugmentConfig:
     blur: float = 0.0  # >0: probability of a light Gaussian blur
     shift: float = 0.0  # max translation, fraction of the side; whole pixels, so nothing is resampled
     mixup: float = 0.0  # >0: mixup with mixing weights drawn from Beta(mixup, mixup)
+    # >0: CNNDetection's Blur+JPEG(p), for other generators: with this probability each, a
+    # Gaussian blur (sigma ~ U[0, 3]) then a JPEG re-compression (quality ~ U{30..100})
+    blur_jpeg: float = 0.0
 
     def checks(self) -> list[tuple[bool, str]]:
         """(ok, message) per field: the ranges `datasets.augmenter` draws from."""
@@ -181,6 +228,7 @@ class AugmentConfig:
             (0 <= self.blur <= 1, "augment.blur must be in [0, 1] (a probability)"),
             (0 <= self.shift < 1, "augment.shift must be in [0, 1)"),
             (self.mixup >= 0, "augment.mixup must be >= 0"),
+            (0 <= self.blur_jpeg <= 1, "augment.blur_jpeg must be in [0, 1] (a probability)"),
         ]
 
     def validate(self) -> "AugmentConfig":
@@ -265,7 +313,7 @@ class Config:
              "training.cache_frozen works with flips only: set augment.mixup=0"),
             (not training.caches_frozen or not any(
                 (augment.rotation, augment.zoom, augment.shear, augment.shift,
-                 augment.brightness, augment.jpeg_quality, augment.blur)),
+                 augment.brightness, augment.jpeg_quality, augment.blur, augment.blur_jpeg)),
              "training.cache_frozen works with flips only: set the other augment.* to 0"),
         ]
 
@@ -282,8 +330,9 @@ def from_dict(values: dict) -> Config:
 
 
 def load_config(path: str | os.PathLike, overrides: list[str] | None = None) -> Config:
-    """Read a YAML config and apply `section.key=value` overrides on top."""
-    path = Path(path)
+    """Read a YAML config (a path, or a shipped recipe's name: `config_file`) and apply
+    `section.key=value` overrides on top."""
+    path = config_file(path)
     values = read_yaml(path) or {}
     if isinstance(values, dict) and "name" not in values:
         values["name"] = path.stem

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -31,6 +32,16 @@ BEAM_EXTRAS = {"gs": "gcp", "s3": "aws", "azfs": "azure", "hdfs": "hadoop"}
 
 
 # ------------------------------------------------------------------------ URLs (Beam)
+
+
+def read_json_object(path: str | os.PathLike) -> dict | None:
+    """The JSON object in a local file, or None when it is absent, unreadable or not an object
+    (for reports that show what they find and skip what they do not)."""
+    try:
+        value = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def sha256(path: str | os.PathLike) -> str:

@@ -16,7 +16,7 @@ import pandas as pd
 from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import MaxNLocator, NullLocator
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score
 from sklearn.metrics import roc_curve as sk_roc_curve
@@ -260,13 +260,63 @@ def data_curve(table: pd.DataFrame, path: str | Path, title: str = "What more tr
     return _save(fig, path)
 
 
+SCORE_END = 0.001  # the score bar runs from 0.1 % to 99.9 % P(fake); values beyond sit at its ends
+SCORE_TICKS = (0.01, 0.1, 0.5, 0.9, 0.99)
+
+
+def probability_text(probability: float) -> str:
+    """P(fake) as a percentage a person reads right: one decimal, and "< 0.1%" / "> 99.9%"
+    beyond the score bar's ends rather than a rounded "0.0%" or "100.0%"."""
+    if probability < SCORE_END:
+        return "< 0.1%"
+    if probability > 1 - SCORE_END:
+        return "> 99.9%"
+    return f"{100 * probability:.1f}%"
+
+
+def score_bar(ax, probability: float, threshold: float, band: tuple[float, float] | None = None) -> None:
+    """P(fake) as a bar on a log-odds axis (matplotlib's logit scale: 0.1 % to 99.9 %), so 0.2 %
+    and 99.8 % show as plainly as 50 %; the value written at the bar's end, the threshold
+    marked and labelled, the "uncertain" band (low, high) hatched."""
+    low, high = SCORE_END, 1 - SCORE_END
+    shown = float(np.clip(probability, low, high))
+    ax.set_xscale("logit")
+    ax.set_xlim(low, high)
+    ax.set_ylim(-0.5, 0.9)
+    uncertain = band is not None and band[0] <= probability <= band[1]
+    side = "fake" if probability >= threshold else "real"
+    ax.barh(0, shown - low, left=low, height=0.5, color="tab:orange" if uncertain else CLASS_COLORS[side])
+    if band is not None:
+        ax.axvspan(max(band[0], low), min(band[1], high), ymax=0.55, fill=False, hatch="///",
+                   edgecolor="tab:orange", label="uncertain band")
+        ax.legend(loc="upper right", fontsize=7, frameon=False)
+    ax.axvline(threshold, ymax=0.7, color="black", lw=1.5)
+    ax.text(threshold, 0.42, f"threshold {probability_text(threshold)}", ha="center", va="bottom",
+            fontsize=8)
+    right = shown < 0.5  # the value sits beside the bar's end, on the emptier side
+    ax.text(shown, 0, f" P(fake) {probability_text(probability)} ", ha="left" if right else "right",
+            va="center", fontsize=9, fontweight="bold", color="black" if right else "white",
+            bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8} if right else None)
+    ax.set_xticks(SCORE_TICKS, labels=[f"{100 * t:g}%" for t in SCORE_TICKS], fontsize=7)
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.set_yticks([])
+    ax.set_xlabel("P(fake), log-odds scale (real \u2190 \u2192 fake)", fontsize=8)
+
+
 def explanation(image: np.ndarray, heatmap: np.ndarray, path: str | Path, title: str,
-                colormap: str = "jet", opacity: float = 0.6) -> Path:
+                colormap: str = "jet", opacity: float = 0.6, probability: float | None = None,
+                threshold: float = 0.5, band: tuple[float, float] | None = None) -> Path:
     """The heatmap blended onto the image, with a colour bar saying what the colours mean and
-    the verdict in the title, so the PNG stands alone."""
+    the verdict in the title, so the PNG stands alone; with `probability`, the score bar
+    (`score_bar`) beneath it."""
     height, width = image.shape[:2]
-    fig = Figure(figsize=(5.2 * width / max(height, width) + 1.2, 5.2 * height / max(height, width) + 0.6))
-    ax = fig.add_subplot()
+    side, bar_height = 5.2 / max(height, width), 0.0 if probability is None else 1.1
+    fig = Figure(figsize=(side * width + 1.2, side * height + 0.6 + bar_height))
+    if probability is None:
+        ax = fig.add_subplot()
+    else:
+        ax, bar_ax = fig.subplots(2, 1, height_ratios=[side * height, bar_height])
+        score_bar(bar_ax, probability, threshold, band)
     ax.imshow(image)
     ax.set_xticks([])
     ax.set_yticks([])
@@ -304,7 +354,7 @@ def group_rates(rows: pd.DataFrame, attribute: str, path: str | Path) -> Path:
     ax.set_ylim(0, min(1.05, max(0.05, top * 1.3)))
     ax.set_ylabel("rate")
     note = f"; {' and '.join(missing)} not measurable: no such faces" if missing else "; n/a: no such faces"
-    ax.set_title(f"Error rates by {attribute}, 95% bootstrap CI{note}", fontsize=10)
+    ax.set_title(f"Error rates by {attribute}, 95% Wilson CI{note}", fontsize=10)
     ax.legend(fontsize=8, ncol=2, loc="upper right")
     return _save(fig, path, dpi=120)
 

@@ -19,10 +19,26 @@ SAVED_MODEL_DIR = "saved_model"  # the TF SavedModel export
 CHECKPOINTS_DIR = "checkpoints"
 THRESHOLD_FILE = "threshold.json"  # the decision threshold chosen for this model
 CONFORMAL_FILE = "conformal.json"  # the "uncertain" band of P(fake) (models/uncertainty.py)
+CALIBRATION_FILE = "calibration.json"  # the raw -> calibrated P(fake) map (models/calibration.py)
 FACE_CUT_FILE = "face_cut.json"  # the face cut the model was trained on
 ENV_FILE = "env.json"  # versions and machine the model was trained with
 PROBE_FILE = "probe.json"  # the linear probe that initialised the head (FaceRes)
 TENSORBOARD_DIR = "tensorboard"  # TensorBoard event files of the run
+# `fakeface crossval` output folder (training/crossval.py)
+CV_FILE = "cv.csv"  # one row per recipe and fold: accuracy, AUC, the C picked
+CV_SUMMARY_FILE = "cv_summary.csv"  # per recipe: mean, sd, paired gain over baselines
+CV_FOLDS_FILE = "cv_folds.csv"  # each face's identity group and fold
+CV_PLOT_FILE = "cv.png"
+# `fakeface fairness-indist` report folder beside the model (analysis/fairness_indist.py)
+FAIRNESS_INDIST_DIR = "fairness-indist"
+FAIRNESS_INDIST_FILE = "fairness_indist.json"  # counts, estimator checks, both tables
+FPR_GROUPS_FILE = "fpr_by_group.csv"  # held-out reals, Face API groups
+FNR_GROUPS_FILE = "fnr_by_group.csv"  # held-out and extra fakes, GEAR groups
+INDIST_SCORES_FILE = "scores.csv"  # one row per face scored or missed
+
+# Everything beside the model that decides a verdict: a published model folder carries them
+# all, so it answers as its run folder does (training/finalise.py copies this list).
+VERDICT_FILES = (FACE_CUT_FILE, THRESHOLD_FILE, CONFORMAL_FILE, CALIBRATION_FILE)
 
 
 @dataclass(frozen=True)
@@ -77,6 +93,10 @@ class RunFolder:
     @property
     def conformal(self) -> Path:
         return self.path / CONFORMAL_FILE
+
+    @property
+    def calibration(self) -> Path:
+        return self.path / CALIBRATION_FILE
 
     @property
     def face_cut(self) -> Path:

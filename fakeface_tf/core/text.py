@@ -19,6 +19,13 @@ def format_value(value, ci=None, missing: str = "unavailable") -> str:
     return text
 
 
+def markdown_table(headers, rows) -> str:
+    """A Markdown table: `headers`, then one line per row with each value by `format_value`."""
+    lines = ["| " + " | ".join(map(str, headers)) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(format_value(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
 class _ShortRepr(reprlib.Repr):
     """reprlib's bounded repr; an int too long to print in full is named by its digit count
     (repr() itself refuses ints over 4,300 digits)."""

@@ -18,6 +18,7 @@ import tensorflow as tf
 from fakeface_tf.core.config import AugmentConfig, Config, records_dir
 from fakeface_tf.core.errors import FakefaceError
 from fakeface_tf.data import records
+from fakeface_tf.data.blur_jpeg import blur_jpeg
 
 AUTOTUNE = tf.data.AUTOTUNE
 META_KEYS = ("path", "group", "box", "angle")
@@ -194,6 +195,8 @@ def augmenter(augment: AugmentConfig):
         if augment.blur:
             pick = tf.random.stateless_uniform([n, 1, 1, 1], _key(key, 15)) < augment.blur
             images = tf.where(pick, _gaussian_blur(images), images)
+        if augment.blur_jpeg:
+            images = blur_jpeg(images, augment.blur_jpeg, _key(key, 17))
         return images
 
     return apply

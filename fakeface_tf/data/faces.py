@@ -5,7 +5,8 @@ twin `extract_faces`), so a model always sees crops made the same way. MTCNN fin
 faces; the largest confident one is kept, rotated so its eye line is level, cut as a
 square centred on the face box with `margin` on every side, and resized with area
 interpolation. Where the square runs past the image edge, the edge pixels are replicated
-(no hard black borders a classifier could learn from).
+(no hard black borders a classifier could learn from). MTCNN misses faces that fill the
+frame (tight crops, often of small children): cuts of `retry` 1 look again (`_second_try`).
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ DETECT_MAX_SIDE = 1024  # larger images are shrunk for detection only; crops use
 MIN_DETECT_SIDE = 12  # MTCNN's smallest input (its PNet window)
 DETECT_BATCH_PIXELS = 4_000_000  # pixels per MTCNN call: 64 faces of 256 px, 4 of 1024 px
 # MTCNN's later work is bounded too, whatever a photo shows: the caps are in mtcnn_bounded.py.
+RETRY = 1  # the second try of new cuts; 0 = none (every cut saved before it existed)
+RETRY_PAD = 0.5  # retry 1: edge pixels replicated this fraction of the longer side on every side
+RETRY_MIN_FILL = 0.5  # retry 1 keeps a face only if it spans this much of the shorter image side
 
 
 def detector_version() -> str:
@@ -56,6 +60,8 @@ class FaceOptions:
     # The face detector's name and version ("mtcnn 1.0.0"), not a detector object. The field
     # name is part of the stored format (face_cut.json, preprocess.json): keep it.
     detector: str = field(default_factory=detector_version)
+    # No confident face at first: 0 stops (cuts stored without the field), 1 tries `_second_try`.
+    retry: int = RETRY
 
     @property
     def channels(self) -> int:
@@ -67,7 +73,7 @@ class FaceOptions:
         unknown = set(values) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
             raise FakefaceError(f"{source}: unknown face-cut field(s) {', '.join(sorted(unknown))}")
-        return cls(**{"detector": "unknown", **values})
+        return cls(**{"detector": "unknown", "retry": 0, **values})
 
     def differences(self, other: "FaceOptions", fields=None) -> list[str]:
         """'field: mine vs theirs' for each field (of `fields`, default all) that differs."""
@@ -197,13 +203,15 @@ def _largest(faces: list[dict], min_confidence: float) -> tuple[dict | None, dic
     return best, top
 
 
-def _scaled(face: dict, scale: float) -> dict:
-    """A detection mapped from the detection image back to the original image."""
+def _scaled(face: dict, scale: float, pad: float = 0.0) -> dict:
+    """A detection mapped from the detection image back to the original, less a `pad` border."""
     inv = 1.0 / scale
+    x, y, w, h = (float(v) * inv for v in face["box"])
     return {
-        "box": tuple(float(v) * inv for v in face["box"]),
+        "box": (x - pad, y - pad, w, h),
         "confidence": float(face["confidence"]),
-        "keypoints": {k: (float(x) * inv, float(y) * inv) for k, (x, y) in face["keypoints"].items()},
+        "keypoints": {k: (float(x) * inv - pad, float(y) * inv - pad)
+                      for k, (x, y) in face["keypoints"].items()},
     }
 
 
@@ -254,10 +262,46 @@ def _crop(image: np.ndarray, face: dict, options: FaceOptions) -> FaceCrop:
     return FaceCrop("ok", "", np.ascontiguousarray(crop), angle=angle, transform=transform, **common)
 
 
+def _padded(small: np.ndarray) -> tuple[np.ndarray, int, float]:
+    """The detection image padded by RETRY_PAD of its longer side (edges replicated), shrunk."""
+    pad = int(round(RETRY_PAD * max(small.shape[:2])))
+    shown, scale = _detection_input(cv2.copyMakeBorder(small, pad, pad, pad, pad, cv2.BORDER_REPLICATE))
+    return shown, pad, scale
+
+
+def _filling(faces: list[dict], shape: tuple, min_confidence: float) -> dict | None:
+    """The largest confident face centred in the image and spanning RETRY_MIN_FILL of its shorter
+    side, box clipped to the image. A smaller face is not what the second try is for: the first
+    try saw it as it is, so finding it only on the padded copy would be chance, not a fix."""
+    height, width = (float(side) for side in shape[:2])
+    kept = []
+    for face in faces:
+        x, y, w, h = face["box"]
+        left, top, right, bottom = max(x, 0.0), max(y, 0.0), min(x + w, width), min(y + h, height)
+        if (face["confidence"] >= min_confidence and 0 <= x + w / 2 < width and 0 <= y + h / 2 < height
+                and max(right - left, bottom - top) >= RETRY_MIN_FILL * min(height, width)):
+            kept.append({**face, "box": (left, top, right - left, bottom - top)})
+    return max(kept, key=lambda f: f["box"][2] * f["box"][3], default=None)
+
+
+def _second_try(images: list[np.ndarray], small: list[tuple[np.ndarray, float]], detector,
+                options: FaceOptions) -> list[FaceCrop | None]:
+    """Retry 1 for images (with their detection input and its scale) where the first try found
+    no confident face: the crop of a frame-filling face found on the padded image, or None
+    where there is none (the first try's answer then stands, whatever it was)."""
+    tries = [_padded(shown) for shown, _ in small]
+    found, out = _detect([shown for shown, _, _ in tries], detector), []
+    for image, (_, scale), (_, pad, shrink), faces in zip(images, small, tries, found):
+        faces = [_scaled(_scaled(f, shrink, pad), scale) for f in faces]
+        face = _filling(faces, image.shape, options.min_confidence)
+        crop = _crop(image, face, options) if face is not None else FaceCrop("no_face")
+        out.append(dataclasses.replace(crop, reason="found on the second try") if crop.ok else None)
+    return out
+
+
 def face_options(data) -> FaceOptions:
     """The FaceOptions a `config.DataConfig` asks for (size, colour, margin, levelling)."""
     return FaceOptions(size=data.image_size, color=data.color, margin=data.margin, level=data.level)
-
 
 def check_options(options: FaceOptions) -> None:
     """Refuse face options that would fail later, with a message naming the field."""
@@ -265,6 +309,8 @@ def check_options(options: FaceOptions) -> None:
         raise FakefaceError(f"face color must be gray or rgb, got {options.color!r}")
     if options.size < 8 or options.margin < 0:
         raise FakefaceError(f"face size must be >= 8 and margin >= 0, got {options}")
+    if options.retry not in (0, 1):
+        raise FakefaceError(f"face retry must be 0 or 1 (a newer cut?), got {options.retry!r}")
 
 
 def as_rgb(image: np.ndarray) -> np.ndarray:
@@ -308,6 +354,11 @@ def extract_faces(images: list[np.ndarray], options: FaceOptions = FaceOptions()
                                   confidence=top["confidence"], keypoints=top["keypoints"])
             else:
                 out[i] = FaceCrop("no_face", "MTCNN found no face")
+        again = [k for k, i in enumerate(todo) if out[i].status in ("no_face", "low_confidence")]
+        retried = _second_try([images[todo[k]] for k in again], [small[k] for k in again],
+                              detector or mtcnn_detector(), options) if options.retry else []
+        for k, crop in zip(again, retried):
+            out[todo[k]] = crop or out[todo[k]]
     return out
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -15,11 +16,12 @@ from typing import Callable
 
 import numpy as np
 
-from fakeface_tf.core.config import REPO_ROOT, Config, DataConfig, load_config
+from fakeface_tf.core.config import MODEL_ENV, REPO_ROOT, Config, DataConfig, load_config
 from fakeface_tf.core.errors import FakefaceError
 from fakeface_tf.core.files import write_text_atomic
 from fakeface_tf.core.run_folder import RunFolder
 from fakeface_tf.data.faces import FaceOptions, face_options, read_cut
+from fakeface_tf.models.calibration import Calibration, read_calibration
 from fakeface_tf.models.uncertainty import Band, read_band
 
 REFERENCE = REPO_ROOT / "saved_models" / "reference"
@@ -40,6 +42,10 @@ class LoadedModel:
     root: Path
     run_dir: Path | None
     path: Path  # the model file or SavedModel folder actually loaded
+    # calibration.json's map, already applied by `predict` (threshold and band are on its
+    # scale); `raw_predict` is the model's own P(fake), which calibration is fitted on.
+    calibration: Calibration | None = None
+    raw_predict: Callable[[np.ndarray], np.ndarray] | None = None
 
     @functools.cached_property
     def band(self) -> Band | None:
@@ -64,10 +70,14 @@ class LoadedModel:
 
 
 def default_model_path() -> Path:
+    """The model to use when no --model is given: $FAKEFACE_MODEL, else the checkout's
+    saved_models/reference/; an installed package ships no model, so say how to name one."""
+    if os.environ.get(MODEL_ENV):
+        return Path(os.environ[MODEL_ENV]).expanduser()
     if REFERENCE.exists():
         return REFERENCE
     raise FakefaceError(
-        "no model given and saved_models/reference/ does not exist; pass --model "
+        f"no model given and no saved_models/reference/ here; pass --model or set {MODEL_ENV} "
         "(a run folder, a saved_models/ entry, a .keras file or a SavedModel folder)"
     )
 
@@ -137,7 +147,8 @@ def _savedmodel_predictor(folder: Path):
 
 
 def load_model(path: str | Path) -> LoadedModel:
-    """Load a model and what sits beside it (config.yaml, threshold.json)."""
+    """Load a model and what sits beside it (config.yaml, threshold.json, calibration.json:
+    `predict` reports calibrated P(fake) when the model has a calibration map)."""
     path = Path(path).expanduser()
     model_path = find_model(path)
     root = model_root(path)
@@ -146,6 +157,7 @@ def load_model(path: str | Path) -> LoadedModel:
     config = load_config(config_file) if config_file else None
     # A run here is a folder with training history (RunFolder.is_run() also wants config.yaml).
     run_dir = root if RunFolder(root).history.is_file() else None
+    calibration = read_calibration(root)  # before the model loads: a bad file fails at once
 
     keras_model = None
     if model_path.suffix == ".keras":
@@ -165,7 +177,7 @@ def load_model(path: str | Path) -> LoadedModel:
     if len(shape) != 3 or shape[0] is None:
         raise FakefaceError(f"{model_path}: expected a fixed HxWxC image input, got {shape}")
     return LoadedModel(
-        predict=predict,
+        predict=_calibrated(predict, calibration),
         keras_model=keras_model,
         image_size=int(shape[0]),
         channels=int(shape[2]),
@@ -174,7 +186,17 @@ def load_model(path: str | Path) -> LoadedModel:
         root=root,
         run_dir=run_dir,
         path=model_path,
+        calibration=calibration,
+        raw_predict=predict,
     )
+
+
+def _calibrated(predict: Callable[[np.ndarray], np.ndarray],
+                calibration: Calibration | None) -> Callable[[np.ndarray], np.ndarray]:
+    """`predict` followed by the calibration map, when the model has one."""
+    if calibration is None:
+        return predict
+    return lambda images: calibration.apply(predict(images))
 
 
 def read_threshold(root: Path, default: float = 0.5) -> float:

@@ -1,10 +1,11 @@
 """Export and provenance: what every model folder (a run's, an ensemble's) is written with.
 
 `exportable` recompiles trained weights for plain Keras, `export_saved_model` writes the
-serving SavedModel (uint8 NxHxWxC -> {"prob": (N, 1)}), `validation_metrics` scores a model
-on a finite dataset (metrics.json) and `environment` / `save_environment` record what produced
-it (env.json: versions, git state, devices, seed). Training (`train.py`) and ensembling
-(`ensemble.py`) both use these; neither imports the other.
+serving SavedModel (uint8 NxHxWxC -> {"prob": (N, 1)}; with a decision rule, the verdict too),
+`validation_metrics` scores a model on a finite dataset (metrics.json) and `environment` /
+`save_environment` record what produced it (env.json: versions, git state, devices, seed).
+Training (`train.py`) and ensembling (`ensemble.py`) both use these; neither imports the other.
+`fakeface export` (export_formats.py) writes the same function as TFLite or ONNX.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from fakeface_tf.core.config import REPO_ROOT, Config
 from fakeface_tf.core.files import write_text_atomic
 from fakeface_tf.core.run_folder import RunFolder
 from fakeface_tf.core.versions import package_versions
+from fakeface_tf.models.decision_rule import DecisionRule
 from fakeface_tf.models.registry import compile_model
 
 PACKAGES = ("tensorflow", "tensorflow-cpu", "keras", "numpy", "keras-tuner", "scikit-learn",
@@ -79,17 +81,32 @@ def exportable(model: keras.Model, cfg: Config) -> keras.Model:
     return model
 
 
-def export_saved_model(model: keras.Model, path: Path) -> Path:
-    """TF SavedModel whose `serving_default` takes uint8 NxHxWxC and returns {"prob": (N, 1)}."""
-    archive = keras.export.ExportArchive()
-    archive.track(model)
+def serving_function(model: keras.Model):
+    """uint8 NxHxWxC -> {"prob": (N, 1) float32}: what every export computes (SavedModel
+    `serving_default`, TFLite, ONNX), with its input signature."""
     spec = tf.TensorSpec((None, *model.input_shape[1:]), tf.uint8, name="images")
-    archive.add_endpoint(
-        "serve",
-        lambda images: {"prob": tf.cast(model(tf.cast(images, tf.float32), training=False),
-                                        tf.float32)},
-        input_signature=[spec],
-    )
+
+    def serve(images):
+        return {"prob": tf.cast(model(tf.cast(images, tf.float32), training=False), tf.float32)}
+
+    return serve, spec
+
+
+def export_saved_model(model: keras.Model, path: Path, rule: DecisionRule | None = None) -> Path:
+    """TF SavedModel whose `serving_default` takes uint8 NxHxWxC and returns {"prob": (N, 1)}.
+
+    With a `rule`, a `verdict` signature also returns the calibrated P(fake) and the service's
+    verdict ("fake face" / "real face" / "uncertain"), and `decision_rule` its numbers: the
+    threshold and band travel inside the SavedModel. The model is not `track`ed: the endpoints
+    capture its variables already, and tracking it too stored every weight twice."""
+    serve, spec = serving_function(model)
+    archive = keras.export.ExportArchive()
+    archive.add_endpoint("serve", serve, input_signature=[spec])  # first: serving_default
+    if rule is not None:
+        archive.add_endpoint("verdict", lambda images: rule.tf_decide(serve(images)["prob"]),
+                             input_signature=[spec])
+        numbers = {k: tf.constant(v, tf.float64) for k, v in rule.describe().items()}
+        archive.add_endpoint("decision_rule", lambda: numbers, input_signature=[])
     archive.write_out(str(path), verbose=False)
     return path
 

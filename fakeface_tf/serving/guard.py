@@ -1,7 +1,8 @@
 """What every response of the web app carries, and what a crash turns into.
 
-Security headers and an X-Request-ID go on every response; a bug becomes a generic 500 that
-names the request id, which the log line with the traceback also carries.
+Security headers, an X-Request-ID and the model's name and version (X-Model-Name,
+X-Model-Version) go on every response; a bug becomes a generic 500 that names the request id,
+which the log line with the traceback also carries.
 """
 
 from __future__ import annotations
@@ -23,12 +24,19 @@ SECURITY_HEADERS = {
 }
 
 
-class Guard:
-    """ASGI middleware: a request id and security headers on every response, and a crash
-    turned into a generic 500 that names the request id the log line also carries."""
+def _ascii(value) -> str:
+    return str(value).encode("ascii", "replace").decode("ascii")
 
-    def __init__(self, app):
-        self.app = app
+
+class Guard:
+    """ASGI middleware: a request id, security headers and the model's identity on every
+    response, and a crash turned into a generic 500 that names the request id the log line
+    also carries."""
+
+    def __init__(self, app, identity: dict | None = None):
+        self.app, self.identity = app, identity
+        self.model_headers = {} if identity is None else {  # header values must be Latin-1
+            "X-Model-Name": _ascii(identity["name"]), "X-Model-Version": _ascii(identity["version"])}
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -45,6 +53,8 @@ class Guard:
                 for name, value in SECURITY_HEADERS.items():
                     headers.setdefault(name, value)
                 headers["X-Request-ID"] = request_id
+                for name, value in self.model_headers.items():
+                    headers[name] = value
             await send(message)
 
         try:
@@ -53,5 +63,5 @@ class Guard:
             log.exception("request %s (%s %s) failed", request_id, scope.get("method"), scope.get("path"))
             if not started:
                 body = {"error": f"internal error; quote request id {request_id} when reporting it",
-                        "status": 500, "request_id": request_id}
+                        "status": 500, "request_id": request_id, "model": self.identity}
                 await JSONResponse(body, status_code=500)(scope, receive, send_guarded)

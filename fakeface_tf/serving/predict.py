@@ -20,6 +20,7 @@ EXPLAIN_NAMES = {"gradcam++": "Grad-CAM++", "smoothgrad": "SmoothGrad", "scoreca
 CSV_COLUMNS = ["path", "verdict", "probability", "threshold", "face_status", "face_reason",
                "box_x", "box_y", "box_w", "box_h", "angle", "overlay", "error"]
 PREDICTIONS_FILE = "predictions.csv"
+LEVELLED_SHOWN = 1.0  # degrees: a face turned less than this to level its eyes goes unmentioned
 
 
 def expand(paths: list) -> tuple[list[Path], bool]:
@@ -36,8 +37,8 @@ def expand(paths: list) -> tuple[list[Path], bool]:
 
 
 def save_overlays(result: Prediction, path: Path, out: Path, colormap: str, opacity: float) -> Path:
-    """Write the heatmap over the whole image and over the crop, each titled with the verdict
-    and with a colour bar; returns the first file."""
+    """Write the heatmap over the whole image and over the crop, each titled with the verdict,
+    with a colour bar and the score bar (P(fake), threshold, band); returns the first file."""
     # Here, not at the top: plots loads pandas (a quarter second), which neither `fakeface
     # serve` nor a prediction without --explain needs.
     from fakeface_tf.core import plots
@@ -45,10 +46,13 @@ def save_overlays(result: Prediction, path: Path, out: Path, colormap: str, opac
     title = (f"{path.name}: {result.verdict}, P(fake) {result.probability:.3f} "
              f"(threshold {result.threshold:.3f})\n{EXPLAIN_NAMES[result.explain]}: bright = pushed "
              f"the model towards \"{result.leaning}\"")
+    score = {"probability": result.probability, "threshold": result.threshold,
+             "band": (result.band.low, result.band.high) if result.band else None}
     whole = plots.explanation(result.overlay(colormap, opacity), result.heatmap_image,
-                              out / f"{path.stem}_{result.explain}.png", title, colormap, opacity)
+                              out / f"{path.stem}_{result.explain}.png", title, colormap, opacity,
+                              **score)
     plots.explanation(result.overlay(colormap, opacity, on_crop=True), result.heatmap,
-                      out / f"{path.stem}_{result.explain}_crop.png", title, colormap, opacity)
+                      out / f"{path.stem}_{result.explain}_crop.png", title, colormap, opacity, **score)
     return whole
 
 
@@ -66,16 +70,22 @@ def predict_file(detector: Detector, path: Path, explain: str | None, out: Path,
     return record
 
 
+def _levelled(record: dict) -> str:
+    """", eyes levelled by +12.3 deg" when the face was turned more than `LEVELLED_SHOWN` degrees
+    to level its eyes before scoring; "" otherwise (an unlevelled cut turns nothing: 0)."""
+    angle = record.get("angle") or 0.0
+    return f", eyes levelled by {angle:+.1f} deg" if abs(angle) > LEVELLED_SHOWN else ""
+
+
 def describe(path: Path, record: dict) -> str:
     """The human line for one image; an uncertain one says the band its P(fake) lies in."""
     if record["verdict"] == UNCERTAIN:
         band = record["band"]
         line = (f"{path}: uncertain, the detector cannot tell (P(fake)={record['probability']:.3f} "
-                f"lies in its uncertain band {band['low']:.3f}-{band['high']:.3f}, "
-                f"angle {record['angle']:+.1f} deg)")
+                f"lies in its uncertain band {band['low']:.3f}-{band['high']:.3f}{_levelled(record)})")
     elif record["verdict"] != "not a face":
         line = (f"{path}: {record['verdict']} (P(fake)={record['probability']:.3f}, "
-                f"threshold {record['threshold']:.3f}, angle {record['angle']:+.1f} deg)")
+                f"threshold {record['threshold']:.3f}{_levelled(record)})")
     else:
         line = f"{path}: not a face ({record['face_reason']})"
     return line + (f" -> {record['overlay']}" if record.get("overlay") else "")

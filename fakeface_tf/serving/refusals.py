@@ -2,7 +2,8 @@
 
 Every refusal is a FakefaceError (the project's one error type), so a reason found deep in
 decoding (images.py) and one found while reading the upload are answered the same way:
-`{"error": reason, "status": code}`, with Retry-After when the server is busy.
+`{"error": reason, "status": code, "model": {...}}`, with Retry-After when the server is busy.
+The reason also goes into the request's access-log line (access.py).
 """
 
 from __future__ import annotations
@@ -66,20 +67,24 @@ def status_for(exc: FakefaceError) -> int:
 
 
 async def refused(request: Request, exc: FakefaceError) -> JSONResponse:
-    """The JSON answer for a refused request: the reason and its status."""
+    """The JSON answer for a refused request: the reason, its status and the model's identity."""
     code = status_for(exc)
+    request.state.reason = str(exc)
     headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, ServerBusy) else None
-    return JSONResponse({"error": str(exc), "status": code}, status_code=code, headers=headers)
+    body = {"error": str(exc), "status": code, "model": getattr(request.app.state, "identity", None)}
+    return JSONResponse(body, status_code=code, headers=headers)
 
 
 async def gone_during_upload(request: Request, exc: ClientDisconnect) -> Response:
     log.info("request %s: client disconnected during upload", request.state.request_id)
+    request.state.reason = "client disconnected during upload"
     return Response(status_code=400)  # nobody is listening any more
 
 
 async def gone_before_answer(request: Request, exc: ClientGone) -> Response:
     log.info("request %s: client disconnected before its answer; its work was stopped",
              request.state.request_id)
+    request.state.reason = "client disconnected before its answer"
     return Response(status_code=400)
 
 

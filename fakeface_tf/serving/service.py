@@ -2,7 +2,8 @@
 score it in a batch, and answer, all within the server's limits.
 
 At most `max_pending` requests are in flight; the next one is refused (503) with a Retry-After
-estimated from the batcher's pace. A client that hangs up stops its own work.
+estimated from the batcher's pace. A client that hangs up stops its own work. The same counters
+say whether the server is ready for more (`readiness`) and feed /metrics (metrics.py).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from fakeface_tf.serving.batcher import Batcher
 from fakeface_tf.serving.inference import Detector, band_summary
 from fakeface_tf.serving.isolation import DecodePool
 from fakeface_tf.serving.limits import Limits
+from fakeface_tf.serving.metrics import Metrics
 from fakeface_tf.serving.refusals import ClientGone, ServerBusy, UploadTimeout
 from fakeface_tf.serving.uploads import parse_explain, parse_images, read_upload
 
@@ -29,10 +31,12 @@ from fakeface_tf.serving.uploads import parse_explain, parse_images, read_upload
 HEAVY_PIXELS = 640 * 640
 
 
-def batch_work(detector: Detector):
+def batch_work(detector: Detector, metrics: Metrics | None = None):
     """The batcher's work: score the whole batch at once, then explain the items that asked."""
 
     def run(items: list[tuple]):
+        if metrics is not None:
+            metrics.batch_size.observe(len(items))
         results = detector.score_images([image for image, _ in items])
         explained = [i for i, (_, explain) in enumerate(items) if explain and results[i].face.ok]
         for i in range(len(items)):
@@ -76,15 +80,20 @@ class Service:
     batcher: Batcher
     decoders: DecodePool
     identity: dict
+    metrics: Metrics
     pending: int = 0
 
     @classmethod
     def for_detector(cls, detector: Detector, limits: Limits) -> Service:
         """A service for a loaded detector; its decode workers start with the app (`lifespan`)."""
-        batcher = Batcher(batch_work(detector), limits.max_batch, limits.max_wait_ms / 1000)
+        identity = model_identity(detector)
+        metrics = Metrics(identity)
+        batcher = Batcher(batch_work(detector, metrics), limits.max_batch, limits.max_wait_ms / 1000)
         decoders = DecodePool(limits.decode_workers, limits.decode_memory_mb, limits.decode_timeout,
                               max_bytes=limits.max_bytes)
-        return cls(detector, limits, batcher, decoders, model_identity(detector))
+        service = cls(detector, limits, batcher, decoders, identity, metrics)
+        metrics.watch(lambda: service.pending, decoders.available)
+        return service
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app: FastAPI):
@@ -115,10 +124,21 @@ class Service:
             health["band"] = band_summary(self.detector.band)
         return health
 
+    def readiness(self) -> list[str]:
+        """Why the server should get no new requests now (empty: ready): the requests in flight
+        are at the --max-pending cap, or no decode worker is free for another upload."""
+        reasons = []
+        if self.pending >= self.limits.max_pending:
+            reasons.append(f"{self.pending} requests in flight, at the --max-pending cap")
+        if self.decoders.available() == 0:
+            reasons.append(f"no decode worker free (of {self.limits.decode_workers})")
+        return reasons
+
     async def predict(self, request: Request) -> dict:
         """The answer to one upload, or a refusal (busy, too slow, bad upload, client gone)."""
         limits = self.limits
         if self.pending >= limits.max_pending:
+            self.metrics.busy.labels("max_pending").inc()
             raise ServerBusy(f"server busy: {self.pending} requests in flight; retry later", self.retry_after())
         self.pending += 1
         try:
@@ -128,12 +148,16 @@ class Service:
                 with_images = parse_images(fields.get("images"))
                 result = await unless_disconnected(request, self._verdict(data, explain))
                 del data
-                return await run_in_threadpool(payload, result, with_images)
+                answer = await run_in_threadpool(payload, result, with_images)
         except TimeoutError:
+            self.metrics.busy.labels("request_timeout").inc()
             raise ServerBusy(f"server busy: no answer within {limits.request_timeout:g} s; retry later",
                              self.retry_after()) from None
         finally:
             self.pending -= 1
+        request.state.verdict = answer["verdict"]  # for the access log (access.py)
+        self.metrics.verdicts.labels(answer["verdict"]).inc()
+        return answer
 
     async def _receive(self, request: Request) -> tuple[bytes, dict[str, str]]:
         """The upload and its fields, within the body time limit (else 408)."""

@@ -6,26 +6,40 @@ received are counted while reading, and any value quoted back in an error is cut
 
 from __future__ import annotations
 
-import logging
-
 from fastapi import Request
 from python_multipart import create_form_parser
 from python_multipart.exceptions import FormParserError
 
+from fakeface_tf.data.images import ACCEPTED
 from fakeface_tf.serving.explanations import EXPLAIN_METHODS
 from fakeface_tf.serving.refusals import BadUpload, UploadTooLarge, WrongMediaType
 
-log = logging.getLogger("fakeface.serve")
 FORM_OVERHEAD = 64 * 1024  # multipart boundaries, part headers and the text fields
 ECHO_CHARS = 64  # a value quoted back in an error is cut to this many characters
+# What read_upload, parse_explain and parse_images accept, for /openapi.json: the route reads
+# the body itself (under the caps above), so FastAPI cannot infer this from its parameters.
+UPLOAD_FORM = {
+    "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+        "type": "object", "required": ["file"],
+        "properties": {
+            "file": {"type": "string", "format": "binary",
+                     "description": f"the image: {ACCEPTED} (over the upload cap: 413)"},
+            "explain": {"type": "string", "enum": ["none", *EXPLAIN_METHODS], "default": "none",
+                        "description": "heatmap method, or none"},
+            "images": {"type": "string", "enum": ["all", "none"], "default": "all",
+                       "description": "all: the answer carries base64 PNGs (boxed, heatmap, "
+                                      "overlay); none: the verdict only"},
+        }}}}},
+}
 
 
 async def read_upload(request: Request, max_bytes: int) -> tuple[bytes, dict[str, str]]:
     """The `file` part's bytes and the text fields of a multipart request, all in memory.
 
     The body is refused from its Content-Length when that is over the cap, and reading stops
-    as soon as more than cap + FORM_OVERHEAD bytes have arrived. A malformed body is one INFO
-    line in the log (python_multipart's own ERROR lines are silenced in create_app).
+    as soon as more than cap + FORM_OVERHEAD bytes have arrived. A malformed body is 400, its
+    reason in the request's one access-log line (python_multipart's own ERROR lines are
+    silenced in create_app).
     """
     content_type = request.headers.get("content-type", "")
     if not content_type.startswith("multipart/form-data"):
@@ -52,9 +66,7 @@ async def read_upload(request: Request, max_bytes: int) -> tuple[bytes, dict[str
             parser.write(chunk)
         parser.finalize()
     except (FormParserError, ValueError) as exc:
-        reason = echo(str(exc))
-        log.info("request %s: malformed multipart body (%s)", request.state.request_id, reason)
-        raise BadUpload(f"malformed multipart body ({reason})") from None
+        raise BadUpload(f"malformed multipart body ({echo(str(exc))})") from None
     if "file" not in files:
         raise BadUpload("no file uploaded: send the image in a multipart field named 'file'")
     data = files["file"].file_object.getvalue()

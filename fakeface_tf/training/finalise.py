@@ -1,5 +1,11 @@
 """Finalising a fitted run: evaluate its best checkpoint, export it, mark the run finished and
-publish the exported files to `saved_models/<run id>/`."""
+publish the exported files to `saved_models/<run id>/`.
+
+A published folder carries every file that decides a verdict (`run_folder.VERDICT_FILES`:
+face cut, threshold, uncertain band, calibration), so `fakeface predict --model` answers the
+same from the run folder and from its published copy. A file written after training (the
+threshold `fakeface main` picks on validation) reaches the copy when the run is published
+again (`publish`)."""
 
 from __future__ import annotations
 
@@ -13,19 +19,20 @@ from fakeface_tf.core.files import save_model_atomic, write_text_atomic
 from fakeface_tf.core.run_folder import (
     CONFIG_FILE,
     ENV_FILE,
-    FACE_CUT_FILE,
     HISTORY_FILE,
     METRICS_FILE,
     MODEL_FILE,
     SAVED_MODEL_DIR,
+    VERDICT_FILES,
     RunFolder,
 )
 from fakeface_tf.models.export import export_saved_model, exportable, validation_metrics
 from fakeface_tf.training.run_state import load_checkpoint, read_state
 
-# What a published model folder holds: the model, how it was trained and how well.
-EXPORTED = (CONFIG_FILE, FACE_CUT_FILE, ENV_FILE, HISTORY_FILE, METRICS_FILE, MODEL_FILE,
-            SAVED_MODEL_DIR)
+# What a published model folder holds: the model, what decides its verdicts, how it was
+# trained and how well.
+EXPORTED = (MODEL_FILE, SAVED_MODEL_DIR, *VERDICT_FILES, CONFIG_FILE, ENV_FILE, HISTORY_FILE,
+            METRICS_FILE)
 
 
 def finish(cfg: Config, run: RunFolder, scope: contextlib.AbstractContextManager, valid_ds,
@@ -50,7 +57,8 @@ def finish(cfg: Config, run: RunFolder, scope: contextlib.AbstractContextManager
 
 
 def publish(run: RunFolder, saved_models_dir: Path) -> Path:
-    """Copy the exported model and its records (`EXPORTED`) to `saved_models/<run id>/`."""
+    """Copy the exported model and its files (`EXPORTED`, those present) to
+    `saved_models/<run id>/`, replacing an earlier copy; returns the copy's folder."""
     target = saved_models_dir / run.path.name
     if target.exists():
         shutil.rmtree(target)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import keras_tuner as kt
 
-from fakeface_tf.core.config import Config, apply_overrides
+from fakeface_tf.core.config import Config, apply_overrides, config_file
 from fakeface_tf.core.errors import FakefaceError
 from fakeface_tf.core.yaml_loading import read_yaml
 from fakeface_tf.training.runs import run_results
@@ -66,7 +66,7 @@ def load_space(path: str | Path, cfg: Config) -> kt.HyperParameters:
     path = Path(path)
     if not path.is_file():
         raise FakefaceError(f"search space file not found: {path}")
-    space = read_yaml(path) or {}
+    space = read_yaml(config_file(path)) or {}
     if not isinstance(space, dict) or not space:
         raise FakefaceError(f"{path}: expected a mapping of config keys to ranges")
     hp = kt.HyperParameters()

@@ -63,7 +63,8 @@ def test_card_for_a_bare_model_says_what_is_missing(tiny_keras_model, tmp_path):
     model = shutil.copy(tiny_keras_model, tmp_path / "model.keras")
     (tmp_path / "fairness").mkdir()
     (tmp_path / "fairness" / "fairness.json").write_text("{not json")
-    assert main(["card", str(model)]) == 0
+    assert main(["card", str(model)]) == 0 and not (tmp_path / card.CARD).exists()  # printed only
+    assert main(["card", str(model), "--write"]) == 0
     text = (tmp_path / card.CARD).read_text()
     for missing in ("No config.yaml", "No evaluation yet", "No robustness sweep yet",
                     "No fairness report", "0.5 (default"):

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from fakeface_tf.cli import COMMANDS
+from fakeface_tf.cli import COMMANDS, build_parser
 from fakeface_tf.core.config import REPO_ROOT, data_root
 
 
@@ -78,3 +78,49 @@ def test_a_missing_input_is_refused_before_tensorflow_loads(argv, tmp_path):
                    "print(code, sorted({'tensorflow', 'keras'} & set(sys.modules)))")
     assert done.stdout.splitlines()[-1] == "2 []", (done.stdout, done.stderr)
     assert done.stderr.startswith("fakeface: error: ") and "no-such" in done.stderr
+
+
+LONG_COMMANDS = {  # every command with a progress bar, and an argument list it parses
+    "preprocess": ["src", "out"], "train": ["config.yaml"], "tune": ["c.yaml", "--space", "s.yaml"],
+    "crossval": ["records"], "evaluate": ["model", "data"],
+    "learning-curve": ["run", "--data", "d", "--out", "o"],
+    "robustness": ["model", "data"], "calibrate": ["model", "data"], "fairness": ["model", "labels.csv"],
+    "fairness-compare": ["a", "b", "labels.csv"], "fairness-indist": ["model"], "predict": ["x.jpg"],
+    "export": ["model", "--format", "tflite", "--out", "o"], "main": [],
+}
+
+
+@pytest.mark.parametrize("command", sorted(LONG_COMMANDS))
+def test_every_long_command_hides_its_progress_with_the_same_option(command):
+    parser = build_parser(command)
+    args = parser.parse_args([command, *LONG_COMMANDS[command], "--no-progress"])
+    assert args.no_progress is True
+    assert parser.parse_args([command, *LONG_COMMANDS[command]]).no_progress is False
+
+
+WITHOUT_EXTRAS = """
+import sys
+blocked = {"fastapi", "starlette", "uvicorn", "h11", "python_multipart", "prometheus_client",
+           "keras_tuner", "jupyterlab", "ipykernel", "ipywidgets"}
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in blocked:
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+sys.meta_path.insert(0, Block())
+from fakeface_tf.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.slow
+def test_predict_runs_on_the_core_install_and_serve_names_its_extra():
+    face = sorted((data_root() / "faces" / "real").glob("*.jpg"))[0]
+    run = [sys.executable, "-c", WITHOUT_EXTRAS]
+    done = subprocess.run(run + ["predict", str(face)], capture_output=True, text=True, timeout=300,
+                          cwd=REPO_ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "real face" in done.stdout
+    done = subprocess.run(run + ["serve", "--port", "0"], capture_output=True, text=True, timeout=300,
+                          cwd=REPO_ROOT)
+    assert done.returncode == 2
+    assert "pip install 'fakeface_tf[serve]'" in done.stderr.strip().splitlines()[-1]

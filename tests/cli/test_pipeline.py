@@ -43,6 +43,12 @@ def test_main_job_preprocesses_trains_evaluates_audits_and_writes_a_card(mini_da
     assert list(run_dir.glob("eval-*/metrics.json")) and list(run_dir.glob("robustness-*/robustness.csv"))
     assert (run_dir / "fairness" / "fairness.json").is_file()
     assert "## " in (run_dir / "MODEL_CARD.md").read_text()
+    published = tmp_path / "saved_models" / run_dir.name  # with the threshold that decides verdicts
+    assert (published / "threshold.json").read_bytes() == (run_dir / "threshold.json").read_bytes()
+    assert out.count(f"run folder: {run_dir}") == 1
+    assert out.rstrip().endswith(f"  fakeface predict IMAGE --model {published}\n"
+                                 f"  fakeface serve --model {published}\n"
+                                 f"  fakeface evaluate {published} {tmp_path / 'records'}")
 
 
 def test_main_job_without_data_says_what_to_download(tmp_path, capsys):

@@ -142,7 +142,7 @@ def runs(tmp_path_factory, sample_root):
     preprocess.preprocess(root / "src", root / "local", FaceOptions(size=64), workers=1,
                           shard_size=20, progress=False)
     code = cli.main(["preprocess", str(root / "src"), str(root / "beam"), "--size", "64",
-                     "--shard-size", "20", "--no-progress", "--runner", "beam", "--", *BEAM_ARGS])
+                     "--color", "gray", "--level", "--shard-size", "20", "--no-progress", "--runner", "beam", "--", *BEAM_ARGS])
     assert code == 0
     return root
 
@@ -197,7 +197,7 @@ def cloud_run(runs):
         patch.setenv("PYTHONPATH", os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH"))
                                                     if p))
         code = cli.main(["preprocess", "fakefs://src/", "fakefs://cloud", "--size", "64",
-                         "--shard-size", "20", "--no-progress", "--runner", "beam", "--",
+                         "--color", "gray", "--level", "--shard-size", "20", "--no-progress", "--runner", "beam", "--",
                          *BEAM_ARGS])
     assert code == 0
     return runs / "cloud"

@@ -175,7 +175,7 @@ def test_empty_class_is_reported_not_fatal(tmp_path, sample_root):
 def test_end_to_end_cli_on_twenty_sample_faces(tmp_path, sample_root, capsys):
     names = link_faces(sample_root, tmp_path / "src", per_class=10)
     code = cli.main(["preprocess", str(tmp_path / "src"), str(tmp_path / "out"), "--workers", "2",
-                     "--size", "64", "--shard-size", "4", "--no-progress"])
+                     "--size", "64", "--color", "gray", "--shard-size", "4", "--no-progress"])
     assert code == 0
     printed = capsys.readouterr().out
     assert "preprocess: 20 files" in printed

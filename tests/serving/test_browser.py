@@ -3,6 +3,7 @@ and a face inside the model's "uncertain" band, which the page says it cannot te
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -133,3 +134,64 @@ def test_face_inside_the_band_is_shown_uncertain_with_its_own_colour_and_heatmap
     assert page.eval_on_selector("#verdict", colour) != uncertain
     assert page.is_hidden("#band-mark") and page.inner_text("#reason") == ""
     uncertain_page.screenshot(path=str(tmp_path / "uncertain.png"), full_page=True)
+
+
+# The score bar at a confident real, an even and a confident fake P(fake): the text shown, and the
+# fill and the threshold mark measured from the DOM against the page's log-odds scale.
+SCORES = (0.002, 0.5, 0.998)
+SHOWN_THRESHOLD = 0.6
+SCALE_END = 0.001  # app.js: the scale runs from 0.1 % to 99.9 %
+
+
+def _scale_position(p: float) -> float:
+    """Where P(fake) `p` lies along the bar, 0 (left) to 1: its log-odds between the ends'."""
+    p = min(max(p, SCALE_END), 1 - SCALE_END)
+    end = math.log((1 - SCALE_END) / SCALE_END)
+    return (math.log(p / (1 - p)) + end) / (2 * end)
+
+
+@pytest.fixture
+def score_page(page, server):
+    """A fresh page without motion (the fill's width is measured, not its transition), whose
+    /api/predict answers are the server's with P(fake) and the threshold set by the test."""
+    fresh = page.context.browser.new_page(viewport={"width": 1100, "height": 900},
+                                          reduced_motion="reduce")
+    fresh.goto(server)
+    yield fresh
+    fresh.close()
+
+
+@pytest.fixture(scope="module")
+def face_answer(server, sample_root) -> tuple[Path, dict]:
+    """A sample face and the server's answer for it (the page's routes replay it, edited)."""
+    import httpx
+
+    face = sorted((sample_root / "faces" / "fake").glob("*.jpg"))[0]
+    response = httpx.post(f"{server}/api/predict", files={"file": (face.name, face.read_bytes())},
+                          data={"explain": "gradcam++"}, timeout=60)
+    response.raise_for_status()
+    return face, response.json()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("probability", SCORES)
+def test_score_bar_shows_the_probability_in_words_and_to_scale(score_page, face_answer, tmp_path,
+                                                              probability):
+    face, answer = face_answer
+    verdict = "fake face" if probability >= SHOWN_THRESHOLD else "real face"
+    body = {**answer, "probability": probability, "threshold": SHOWN_THRESHOLD, "verdict": verdict}
+    score_page.route("**/api/predict", lambda route: route.fulfill(json=body))
+    _upload(score_page, face)
+    assert score_page.inner_text("#prob-text") == f"P(fake) {100 * probability:.1f}%"
+    assert score_page.inner_text("#threshold-label") == f"threshold {100 * SHOWN_THRESHOLD:.1f}%"
+    bar, fill, mark = (score_page.locator(s).bounding_box()
+                       for s in ("#bar", "#prob-fill", "#threshold-mark"))
+    assert fill["x"] == pytest.approx(bar["x"], abs=0.5)
+    assert fill["width"] / bar["width"] == pytest.approx(_scale_position(probability), abs=0.01)
+    assert fill["width"] >= 0.04 * bar["width"]  # 0.2 % is a bar one sees, not half a pixel
+    centre = (mark["x"] + mark["width"] / 2 - bar["x"]) / bar["width"]
+    assert centre == pytest.approx(_scale_position(SHOWN_THRESHOLD), abs=0.01)
+    assert (fill["width"] / bar["width"] >= centre) == (probability >= SHOWN_THRESHOLD)
+    assert score_page.inner_text("#ticks").split() == ["1%", "10%", "50%", "90%", "99%"]
+    score_page.locator(".verdict-card").screenshot(path=str(tmp_path / f"score_bar_{probability}.png"))
+    score_page.screenshot(path=str(tmp_path / f"page_{probability}.png"), full_page=True)

@@ -123,9 +123,28 @@ def test_the_cpu_extra_picks_one_tensorflow_per_platform(platform, machine, want
 
 
 def test_environment_yml_mirrors_the_pins_bootstrap_installs():
+    assert '[dev,serve,tune,notebooks,beam,export,$TF_EXTRA]' in (REPO_ROOT / "scripts" / "bootstrap.sh").read_text()
     project = pyproject()["project"]
     extras = project["optional-dependencies"]
-    pins = project["dependencies"] + extras["cpu"] + extras["dev"] + extras["beam"]
+    installed = ("cpu", "dev", "serve", "tune", "notebooks", "beam", "export")  # what bootstrap installs
+    pins = project["dependencies"] + [pin for extra in installed for pin in extras[extra]]
     conda = yaml.safe_load((REPO_ROOT / "environment.yml").read_text())["dependencies"]
     (pip,) = [d["pip"] for d in conda if isinstance(d, dict)]
     assert sorted(p for p in pip if not p.startswith("-e")) == sorted(pins)
+
+
+def test_the_lock_holds_every_pin_at_its_version():
+    """requirements.lock (scripts/lock.py) agrees with pyproject.toml: a pin changed without
+    regenerating the lock fails here, not in someone's fresh install."""
+    def canonical(pin: str) -> str:
+        name, version = pin.split(";")[0].strip().split("==")
+        return f"{name.split('[')[0].lower().replace('_', '-')}=={version}"
+
+    project = pyproject()["project"]
+    extras = project["optional-dependencies"]
+    installed = ("cpu", "dev", "serve", "tune", "notebooks", "beam", "export")
+    pins = [p for p in project["dependencies"] + [p for e in installed for p in extras[e]]
+            if not p.startswith("tensorflow==")]  # the [cpu] extra's other-platform build
+    lock = {canonical(line) for line in (REPO_ROOT / "requirements.lock").read_text().splitlines()
+            if line and not line.startswith("#")}
+    assert {canonical(p) for p in pins} <= lock

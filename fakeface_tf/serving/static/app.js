@@ -10,7 +10,7 @@ const els = {
   status: $("status"), error: $("error"), result: $("result"),
   verdict: $("verdict"), reason: $("reason"), probBlock: $("prob-block"),
   probFill: $("prob-fill"), thresholdMark: $("threshold-mark"), bandMark: $("band-mark"),
-  probText: $("prob-text"),
+  probText: $("prob-text"), thresholdLabel: $("threshold-label"), ticks: $("ticks"),
   details: $("details"), boxed: $("boxed"), heatFigure: $("heat-figure"),
   heatBase: $("heat-base"), heatmap: $("heatmap"), heatCaption: $("heat-caption"),
   boxedCaption: $("boxed-caption"), modelInfo: $("model-info"),
@@ -22,6 +22,18 @@ let busy = false;
 
 const pct = (x) => `${(100 * x).toFixed(1)}%`;
 const bandText = (band) => `${pct(band.low)}–${pct(band.high)}`;
+
+// The score bar's scale: the log-odds of P(fake) from 0.1 % to 99.9 %, so 0.2 % and 99.8 % show
+// as plainly as 50 % (on a linear bar 0.2 % is half a pixel); ticks say where 1 %, 10 %, ... lie.
+// core/plots.py draws the PNGs' bar on the same scale (matplotlib's logit axis).
+const SCALE_END = 0.001;
+const TICKS = [0.01, 0.1, 0.5, 0.9, 0.99];
+const logit = (p) => Math.log(p / (1 - p));
+const clip = (p) => Math.min(Math.max(p, SCALE_END), 1 - SCALE_END);
+const position = (p) => (logit(clip(p)) - logit(SCALE_END)) / (2 * logit(1 - SCALE_END));
+const at = (p) => `${(100 * position(p)).toFixed(2)}%`;
+// P(fake) in words a person reads right: beyond the scale's ends, "< 0.1%" rather than "0.0%".
+const probText = (p) => (p < SCALE_END ? "< 0.1%" : p > 1 - SCALE_END ? "> 99.9%" : pct(p));
 
 // Why there is no real/fake verdict for this face, in words.
 const uncertainSentence = (r) => "The detector cannot tell whether this face is real or generated " +
@@ -82,8 +94,28 @@ function reasonFor(kind, r) {
 function showBand(band) {
   els.bandMark.hidden = !band;
   if (!band) return;
-  els.bandMark.style.left = pct(band.low);
-  els.bandMark.style.width = pct(band.high - band.low);
+  els.bandMark.style.left = at(band.low);
+  els.bandMark.style.width = `${(100 * (position(band.high) - position(band.low))).toFixed(2)}%`;
+}
+
+function showScore(kind, r) {
+  els.probText.textContent = `P(fake) ${probText(r.probability)}`;
+  els.probFill.style.width = at(r.probability);
+  els.probFill.className = `fill ${kind}`;
+  els.thresholdMark.style.left = at(r.threshold);
+  els.thresholdLabel.textContent = `threshold ${probText(r.threshold)}`;
+  const x = position(r.threshold);  // the label stays over the bar near its ends
+  els.thresholdLabel.className = `mark-label ${x < 0.2 ? "start" : x > 0.8 ? "end" : ""}`;
+  showBand(r.band);
+}
+
+function drawTicks() {
+  els.ticks.replaceChildren(...TICKS.map((t) => {
+    const tick = document.createElement("span");
+    tick.textContent = `${+(100 * t).toFixed(1)}%`;
+    tick.style.left = at(t);
+    return tick;
+  }));
 }
 
 function heatCaption(kind, r) {
@@ -101,17 +133,13 @@ function render(r) {
   els.reason.className = `reason ${kind}`;
 
   els.probBlock.hidden = r.probability === null;
-  if (r.probability !== null) {
-    els.probFill.style.width = pct(r.probability);
-    els.thresholdMark.style.left = pct(r.threshold);
-    els.probText.textContent = `P(fake) ${pct(r.probability)}`;
-    showBand(r.band);
-  }
+  if (r.probability !== null) showScore(kind, r);
   const rows = kind === "none" ? [] : [["threshold", pct(r.threshold)]];
   if (r.band && kind !== "none") rows.push(["uncertain band", `${bandText(r.band)} (α = ${r.band.alpha})`]);
   rows.push(["face", r.face_status]);
   if (r.box) rows.push(["box", r.box.map((v) => Math.round(v)).join(", ") + " (x, y, w, h)"]);
-  if (r.box) rows.push(["eye angle", `${r.angle.toFixed(1)}°`]);
+  // The turn that levelled the eyes, only when there was one worth a word (as `fakeface predict`).
+  if (r.box && Math.abs(r.angle) > 1) rows.push(["eyes levelled by", `${r.angle.toFixed(1)}°`]);
   if (r.face_confidence) rows.push(["face confidence", pct(r.face_confidence)]);
   els.details.replaceChildren(...rows.flatMap(([k, v]) => {
     const dt = document.createElement("dt"); dt.textContent = k;
@@ -149,6 +177,7 @@ els.drop.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key ===
 }));
 els.drop.addEventListener("drop", (e) => chooseFile(e.dataTransfer.files[0]));
 applyOpacity();
+drawTicks();
 
 async function showModel() {
   try {
