@@ -29,7 +29,7 @@ if [ "$HAVE" != "$WANT" ]; then
     fi
     "$VENV/bin/python" -m pip install -q --upgrade pip &&
         "$VENV/bin/python" -m pip install -q -c "$ROOT/requirements.lock" \
-            -e "$ROOT[dev,serve,tune,notebooks,beam,export,$TF_EXTRA]" ||
+            -e "$ROOT[dev,serve,tune,track,notebooks,beam,export,$TF_EXTRA]" ||
         { echo "[setup] pip install failed (see above)" >&2; return 1 2>/dev/null || exit 1; }
     echo "$WANT" > "$STAMP"
 fi

@@ -7,7 +7,6 @@ saying so, never an error, so a card can be written at any stage of a model's li
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
@@ -23,13 +22,13 @@ from fakeface_tf.analysis.generalisation import generalisation_section
 from fakeface_tf.analysis.fairness_output import NO_FLAGS, REPORT_DIR, REPORT_FILE
 from fakeface_tf.core.config import DATA_ENV, DEFAULT_DATA_ROOT, REPO_ROOT, records_dir
 from fakeface_tf.core.errors import FakefaceError
-from fakeface_tf.core.run_folder import METRICS_FILE, RunFolder
+from fakeface_tf.core.run_folder import CARD_FILE, METRICS_FILE, RunFolder
 from fakeface_tf.core.files import read_json_object
 from fakeface_tf.core.text import format_value, markdown_table
 from fakeface_tf.data.records import SUMMARY_FILE
 from fakeface_tf.models import artifacts
 
-CARD = "MODEL_CARD.md"
+CARD = CARD_FILE
 EVAL_COLUMNS = ("accuracy", "accuracy_real", "accuracy_fake", "precision", "recall", "f1",
                 "roc_auc", "average_precision")
 FAIRNESS_COLUMNS = ("attribute", "group", "n", "n_no_face", "fpr", "fpr_lo", "fpr_hi", "accuracy")
@@ -64,9 +63,29 @@ def _architecture(loaded) -> str:
     model = loaded.config.model
     if model.name == "faceres":
         line += (": the FaceRes MobileNet-v1 (224x224, pre-trained for face identification on "
-                 f"VGGFace2), its last {model.trainable_blocks} of 13 blocks fine-tuned, a linear "
-                 f"head on the mean and spatial standard deviation of blocks {model.feature_blocks}")
+                 f"VGGFace2), {_trained_blocks(model.trainable_blocks)}, a linear head on the "
+                 f"mean and spatial standard deviation of blocks {model.feature_blocks}")
     return line
+
+
+def _trained_blocks(blocks: int) -> str:
+    """What `model.trainable_blocks` (0..14) trains, in words: 0 frozen, 14 the stem too."""
+    if blocks == 0:
+        return "all 13 blocks frozen (only the head trained)"
+    if blocks >= 14:
+        return "all 13 blocks and the stem fine-tuned"
+    return f"its last {blocks} of 13 blocks fine-tuned"
+
+
+def _provenance(root: Path, env: dict) -> str:
+    """Wall time, the records' content hash and the git commit behind the model, in a line."""
+    metrics = read_json_object(RunFolder(root).metrics) or {}
+    git, data = env.get("git") or {}, env.get("data") or {}
+    seconds = metrics.get("train_seconds")
+    dirty = {True: " (with uncommitted changes)", False: ""}.get(git.get("dirty"), "")
+    return (f"Training wall time {'?' if seconds is None else round(float(seconds))} s "
+            f"(input pipeline, frozen pass and epochs); records {data.get('path', '?')}, "
+            f"content hash {data.get('hash') or '?'}; git commit {git.get('commit') or '?'}{dirty}.")
 
 
 def _licences(loaded) -> str:
@@ -186,7 +205,8 @@ def _training(loaded) -> str:
         versions = ", ".join(f"{k} {v}" for k, v in packages.items()
                              if k in ("tensorflow", "tensorflow-cpu", "keras"))
         lines.append(f"Environment: Python {env.get('python', '?')}, {versions}; devices "
-                     f"{', '.join(env.get('devices', [])) or '?'}; git {json.dumps(env.get('git', {}))}.")
+                     f"{', '.join(env.get('devices', [])) or '?'}.")
+    lines.append(_provenance(loaded.root, env or {}))
     return "\n".join(lines)
 
 

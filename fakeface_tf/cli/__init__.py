@@ -23,6 +23,7 @@ COMMANDS = {
     "train": ("fakeface_tf.cli.train", "train a model from a YAML config into an isolated run folder"),
     "ensemble": ("fakeface_tf.cli.experiments", "average the logits of several runs into one model"),
     "runs": ("fakeface_tf.cli.experiments", "compare run folders side by side"),
+    "track-import": ("fakeface_tf.cli.experiments", "mirror run folders into MLflow (runs/mlflow.db)"),
     "tune": ("fakeface_tf.cli.experiments", "KerasTuner hyperparameter search; each trial is a run folder"),
     "crossval": ("fakeface_tf.cli.experiments", "k-fold CV of frozen-feature recipes (FaceRes, nsfwjs InceptionV3, fused)"),
     "evaluate": ("fakeface_tf.cli.evaluate", "metrics, plots and galleries for a model on a data set"),
@@ -48,6 +49,7 @@ TF_MISSING = ("{command} needs TensorFlow, which is not installed: pip install '
 EXTRA_OF = {  # a module that only an extra installs -> that extra (pyproject.toml)
     "fastapi": "serve", "starlette": "serve", "uvicorn": "serve", "h11": "serve",
     "python_multipart": "serve", "prometheus_client": "serve", "keras_tuner": "tune",
+    "mlflow": "track",
 }
 
 

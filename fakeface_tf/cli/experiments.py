@@ -86,6 +86,23 @@ def run_runs(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_track_import_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
+                        help="run folders to mirror into MLflow (trained without tracking, or "
+                             "tracked ones whose plots or card came later)")
+
+
+def run_track_import(args: argparse.Namespace) -> int:
+    for run_dir in args.run_dirs:  # refused before Keras and mlflow load
+        if not RunFolder(run_dir).is_run():
+            raise FakefaceError(f"{run_dir}: not a run folder (no config.yaml and history.csv)")
+    from fakeface_tf.training import tracking  # pulls in Keras and mlflow
+
+    for run_dir, run_id in zip(args.run_dirs, tracking.import_runs(args.run_dirs)):
+        print(f"{run_dir}: MLflow run {run_id}")
+    return 0
+
+
 def add_crossval_arguments(parser: argparse.ArgumentParser) -> None:
     from fakeface_tf.training.crossval import RECIPES  # sklearn only, no TensorFlow
 

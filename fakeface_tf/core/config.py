@@ -192,6 +192,9 @@ class TrainingConfig:
     # float16 compute, float32 weights and sigmoid output (keras mixed_float16): a GPU speed-up.
     mixed_precision: bool = False
     jit_compile: bool = False  # XLA-compile the training step (model.compile's jit_compile)
+    # Mirror the run into MLflow (training/tracking.py) when it is installed; `off` turns it
+    # off. Not part of the digest: it changes no result.
+    tracking: bool = True
 
     @property
     def caches_frozen(self) -> bool:
@@ -259,7 +262,9 @@ class Config:
 
     def digest(self) -> str:
         """Short hash of the resolved config: names the run folder."""
-        blob = json.dumps(self.to_dict(), sort_keys=True).encode()
+        values = self.to_dict()
+        values["training"].pop("tracking")  # a mirror, not a hyperparameter
+        blob = json.dumps(values, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:8]
 
     def validate(self) -> "Config":

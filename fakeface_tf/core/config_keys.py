@@ -74,8 +74,8 @@ def _coerce(hint, value, dotted: str, root):
     if hint is bool:
         if isinstance(value, bool):
             return value
-        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
-            return value.lower() in ("true", "yes", "1")
+        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "on", "off", "1", "0"):
+            return value.lower() in ("true", "yes", "on", "1")
     elif hint is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value

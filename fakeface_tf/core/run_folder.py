@@ -24,6 +24,10 @@ FACE_CUT_FILE = "face_cut.json"  # the face cut the model was trained on
 ENV_FILE = "env.json"  # versions and machine the model was trained with
 PROBE_FILE = "probe.json"  # the linear probe that initialised the head (FaceRes)
 TENSORBOARD_DIR = "tensorboard"  # TensorBoard event files of the run
+MLFLOW_RUN_FILE = "mlflow_run.json"  # the MLflow run mirroring this one: a resume continues it
+MLFLOW_DB_FILE = "mlflow.db"  # the local MLflow store, beside the run folders
+MLFLOW_ARTIFACTS_DIR = "mlartifacts"  # the local store's artifacts, beside it
+CARD_FILE = "MODEL_CARD.md"
 # `fakeface crossval` output folder (training/crossval.py)
 CV_FILE = "cv.csv"  # one row per recipe and fold: accuracy, AUC, the C picked
 CV_SUMMARY_FILE = "cv_summary.csv"  # per recipe: mean, sd, paired gain over baselines
@@ -113,6 +117,10 @@ class RunFolder:
     @property
     def tensorboard(self) -> Path:
         return self.path / TENSORBOARD_DIR
+
+    @property
+    def mlflow_run(self) -> Path:
+        return self.path / MLFLOW_RUN_FILE
 
     def is_run(self) -> bool:
         """A training run (its config and per-epoch history), not just an exported model."""

@@ -8,6 +8,8 @@ decoder, which keeps the CPU free for training (see benchmarks/input_pipeline.py
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -153,3 +155,27 @@ def read_all(folder_or_files, split: str | None = None) -> list[dict]:
         ex = parse(raw)
         out.append({k: v.numpy() for k, v in ex.items()})
     return out
+
+
+MANIFEST_FILE = "manifest.csv"  # beside the shards: one row per source image, its split and shard
+
+
+def records_hash(folder: str | os.PathLike) -> str | None:
+    """Short content hash of a records folder: preprocess.json's settings, counts and versions,
+    manifest.csv (which image went to which split and shard) and each shard's name and size. Two
+    folders of different records differ in it; it reads no shard, so it costs milliseconds.
+    None when `folder` holds no records."""
+    folder = Path(folder)
+    shards = sorted(Path(p) for p in shard_files(folder)) if folder.is_dir() else []
+    if not shards:
+        return None
+    digest = hashlib.sha256()
+    if (folder / SUMMARY_FILE).is_file():  # what was cut, not how long it took or on what runner
+        summary = json.loads((folder / SUMMARY_FILE).read_text())
+        kept = {k: summary.get(k) for k in ("settings", "records", "versions")}
+        digest.update(json.dumps(kept, sort_keys=True).encode() + b"\0")
+    if (folder / MANIFEST_FILE).is_file():
+        digest.update((folder / MANIFEST_FILE).read_bytes() + b"\0")
+    for shard in shards:
+        digest.update(f"{shard.name}\0{shard.stat().st_size}\0".encode())
+    return digest.hexdigest()[:16]

@@ -22,10 +22,11 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from fakeface_tf.core.config import REPO_ROOT, Config
+from fakeface_tf.core.config import REPO_ROOT, Config, records_dir
 from fakeface_tf.core.files import write_text_atomic
 from fakeface_tf.core.run_folder import RunFolder
 from fakeface_tf.core.versions import package_versions
+from fakeface_tf.data.records import records_hash
 from fakeface_tf.models.decision_rule import DecisionRule
 from fakeface_tf.models.registry import compile_model
 
@@ -35,12 +36,15 @@ METRICS = ("loss", "accuracy", "auc", "precision", "recall")
 
 
 def environment(cfg: Config) -> dict:
-    """What produced a run: versions, git state, devices, seed."""
+    """What produced a run: versions, git state, the records' hash, devices, seed."""
     return {
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "packages": package_versions(PACKAGES),
         "git": _git_state(),
+        # the records trained on, by content (data/records.records_hash): runs on different
+        # records differ here whatever their folders are called
+        "data": {"path": cfg.data.path, "hash": records_hash(records_dir(cfg.data.path))},
         "devices": [d.name for d in tf.config.list_logical_devices()],
         "seed": cfg.training.seed,
         "deterministic": cfg.training.deterministic,

@@ -25,7 +25,7 @@ TARGET_SHARDS = 64  # the automatic shard size aims at this many shards (work fo
 MANIFEST_FIELDS = ["path", "split", "label", "status", "reason", "shard",
                    "x", "y", "w", "h", "angle", "confidence"]
 PARTS_DIR = ".parts"  # per-shard manifest parts and the settings of the run
-MANIFEST_FILE = "manifest.csv"
+MANIFEST_FILE = records.MANIFEST_FILE  # one definition: data/records.py
 
 
 @dataclass(frozen=True)

@@ -28,10 +28,11 @@ class LogLearningRate(keras.callbacks.Callback):
 class SaveState(keras.callbacks.Callback):
     """Writes state.json after every epoch: epochs done, best val AUC so far, training time."""
 
-    def __init__(self, path: Path, best: keras.callbacks.ModelCheckpoint, seconds_before: float):
+    def __init__(self, path: Path, best: keras.callbacks.ModelCheckpoint, seconds_before: float,
+                 started: float | None = None):
         super().__init__()
         self.path, self.best = path, best
-        self.started, self.seconds_before = time.time(), seconds_before
+        self.started, self.seconds_before = started or time.time(), seconds_before
 
     def on_epoch_end(self, epoch, logs=None):
         state = {
@@ -63,8 +64,10 @@ class Checkpoint(keras.callbacks.ModelCheckpoint):
 
 
 def training_callbacks(run: RunFolder, training: TrainingConfig, state: dict,
-                       model: keras.Model) -> list:
-    """The callbacks of one `fit` in `run`, continuing from `state` (state.json)."""
+                       model: keras.Model, started: float | None = None) -> list:
+    """The callbacks of one `fit` in `run`, continuing from `state` (state.json). `started`
+    (time.time()) is when this session's work began, before the data and the frozen pass,
+    so state.json's train_seconds is the wall time spent, not only Keras' epochs."""
     run.checkpoints.mkdir(exist_ok=True)
     best = Checkpoint(run.best_checkpoint, model, monitor="val_auc", mode="max",
                       save_best_only=True, initial_value_threshold=state.get("best_val_auc"))
@@ -74,7 +77,7 @@ def training_callbacks(run: RunFolder, training: TrainingConfig, state: dict,
         Checkpoint(run.last_checkpoint, model),
         keras.callbacks.CSVLogger(run.history, append=True),
         keras.callbacks.TensorBoard(run.tensorboard, write_graph=False, profile_batch=0),
-        SaveState(run.state, best, state.get("train_seconds", 0.0)),
+        SaveState(run.state, best, state.get("train_seconds", 0.0), started),
     ]
     if training.early_stopping > 0:
         callbacks.append(keras.callbacks.EarlyStopping(

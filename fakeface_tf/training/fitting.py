@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import time
 from dataclasses import dataclass
 
 import keras
@@ -41,6 +42,7 @@ class Fitted:
 def fit(cfg: Config, run: RunFolder, progress: bool, extra_callbacks: list | None) -> Fitted:
     """Train `cfg` in `run` (or continue it, per its state.json) until `training.epochs` or an
     early stop; call inside `runtime.precision`."""
+    started = time.time()  # train_seconds counts the input pipeline and frozen pass too
     state = read_state(run)
     epochs_done = state.get("epochs_done", 0)
     strategy = runtime.strategy(cfg.distribute)
@@ -48,12 +50,12 @@ def fit(cfg: Config, run: RunFolder, progress: bool, extra_callbacks: list | Non
     model = starting_model(cfg, run, strategy, epochs_done, data.steps * cfg.training.epochs)
     truncate_history(run.history, epochs_done)
     if epochs_done < cfg.training.epochs and not state.get("stopped_early"):
-        _fit_epochs(model, cfg, run, state, data, progress, extra_callbacks)
+        _fit_epochs(model, cfg, run, state, data, progress, extra_callbacks, started)
     return Fitted(strategy.scope(), data.valid)
 
 
 def _fit_epochs(model: keras.Model, cfg: Config, run: RunFolder, state: dict, data: TrainingData,
-                progress: bool, extra_callbacks: list | None) -> None:
+                progress: bool, extra_callbacks: list | None, started: float) -> None:
     """Keras `fit` from the epoch after state.json's to `training.epochs`, on images or on
     the frozen part's stored outputs; a Ctrl-C logs how to resume, then stops."""
     epochs_done = state.get("epochs_done", 0)
@@ -65,7 +67,7 @@ def _fit_epochs(model: keras.Model, cfg: Config, run: RunFolder, state: dict, da
         fit_model.fit(fit_train, validation_data=fit_valid, epochs=cfg.training.epochs,
                       initial_epoch=epochs_done,
                       steps_per_epoch=None if fit_model is not model else data.fixed_steps,
-                      callbacks=training_callbacks(run, cfg.training, state, model)
+                      callbacks=training_callbacks(run, cfg.training, state, model, started)
                       + list(extra_callbacks or []),
                       shuffle=False, verbose=runtime.verbosity(progress))
     except KeyboardInterrupt:

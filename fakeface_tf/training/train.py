@@ -27,7 +27,7 @@ from fakeface_tf.core.run_folder import CONFIG_FILE, RunFolder
 from fakeface_tf.data.faces import save_cut
 from fakeface_tf.models.export import save_environment
 from fakeface_tf.models.registry import check_model_config
-from fakeface_tf.training import finalise, fitting, inputs, multiworker, runtime
+from fakeface_tf.training import finalise, fitting, inputs, multiworker, runtime, tracking
 
 log = logging.getLogger(__name__)
 
@@ -50,11 +50,16 @@ def _fit(cfg: Config, run: RunFolder | None, progress: bool, saved_models_dir: P
     evaluate, export and publish the best model. None on a multi-worker run's workers other
     than the chief (which start with no run folder): the chief alone finalises."""
     loop = multiworker.fit if cfg.distribute == "multiworker" else fitting.fit
+    tracker = tracking.start(cfg, run) if run is not None else None  # the MLflow mirror
+    # the mirror first: an extra callback that stops the fit still finds the epoch logged
+    callbacks = ([tracker.callback()] if tracker else []) + list(extra_callbacks or [])
     with runtime.precision(cfg.training):
-        fitted = loop(cfg, run, progress, extra_callbacks)
+        fitted = loop(cfg, run, progress, callbacks)
         if fitted is None:
             return None
-        return finalise.finish(cfg, run, fitted.scope, fitted.valid, saved_models_dir)
+        finished = finalise.finish(cfg, run, fitted.scope, fitted.valid, saved_models_dir)
+    tracking.finish(tracker, run)
+    return finished
 
 
 def _saved_models_dir(runs_dir: Path, saved_models_dir) -> Path:

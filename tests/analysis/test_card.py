@@ -111,3 +111,22 @@ def test_card_shows_the_learning_curve_and_the_licences_beside_the_model(tiny_ru
     assert "| 0.500 | 32 | 0.750 | 0.800 |" in section and "| 1.000 | 64 | 0.875 | 0.900 |" in section
     assert "## Licences" in text and "non-commercial" in text
     assert "FaceRes" not in text  # the backbone's terms only for a FaceRes model
+
+
+def test_card_names_the_wall_time_data_hash_and_commit_of_the_run(tiny_run_copy):
+    from fakeface_tf.data.records import records_hash
+
+    env = json.loads((tiny_run_copy / "env.json").read_text())
+    metrics = json.loads((tiny_run_copy / "metrics.json").read_text())
+    text = card.write_card(tiny_run_copy).read_text()
+    assert env["data"]["hash"] == records_hash(env["data"]["path"]) is not None
+    assert f"content hash {env['data']['hash']}" in text
+    assert f"git commit {env['git']['commit'] or '?'}" in text
+    assert f"Training wall time {round(metrics['train_seconds'])} s" in text
+
+
+@pytest.mark.parametrize("blocks, words", [(0, "all 13 blocks frozen (only the head trained)"),
+                                           (4, "its last 4 of 13 blocks fine-tuned"),
+                                           (14, "all 13 blocks and the stem fine-tuned")])
+def test_card_says_which_backbone_blocks_trained(blocks, words):
+    assert card._trained_blocks(blocks) == words

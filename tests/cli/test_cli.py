@@ -66,6 +66,7 @@ MISSING_INPUTS = {
     "predict": ["predict", "no-such.jpg"],
     "preprocess": ["preprocess", "no-such-folder", "{tmp}/records"],
     "main": ["main", "--data", "no-such-folder"],
+    "track-import": ["track-import", "runs/no-such-run"],
 }
 
 

@@ -123,10 +123,10 @@ def test_the_cpu_extra_picks_one_tensorflow_per_platform(platform, machine, want
 
 
 def test_environment_yml_mirrors_the_pins_bootstrap_installs():
-    assert '[dev,serve,tune,notebooks,beam,export,$TF_EXTRA]' in (REPO_ROOT / "scripts" / "bootstrap.sh").read_text()
+    assert '[dev,serve,tune,track,notebooks,beam,export,$TF_EXTRA]' in (REPO_ROOT / "scripts" / "bootstrap.sh").read_text()
     project = pyproject()["project"]
     extras = project["optional-dependencies"]
-    installed = ("cpu", "dev", "serve", "tune", "notebooks", "beam", "export")  # what bootstrap installs
+    installed = ("cpu", "dev", "serve", "tune", "track", "notebooks", "beam", "export")  # what bootstrap installs
     pins = project["dependencies"] + [pin for extra in installed for pin in extras[extra]]
     conda = yaml.safe_load((REPO_ROOT / "environment.yml").read_text())["dependencies"]
     (pip,) = [d["pip"] for d in conda if isinstance(d, dict)]
@@ -142,7 +142,7 @@ def test_the_lock_holds_every_pin_at_its_version():
 
     project = pyproject()["project"]
     extras = project["optional-dependencies"]
-    installed = ("cpu", "dev", "serve", "tune", "notebooks", "beam", "export")
+    installed = ("cpu", "dev", "serve", "tune", "track", "notebooks", "beam", "export")
     pins = [p for p in project["dependencies"] + [p for e in installed for p in extras[e]]
             if not p.startswith("tensorflow==")]  # the [cpu] extra's other-platform build
     lock = {canonical(line) for line in (REPO_ROOT / "requirements.lock").read_text().splitlines()

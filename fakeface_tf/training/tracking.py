@@ -1,0 +1,220 @@
+"""MLflow tracking: a searchable mirror of each run folder (parameters, curves, metrics, plots).
+
+The run folder stays the source of truth; MLflow mirrors it. On by default when mlflow (the
+`[track]` extra) is installed, off with `training.tracking: off`. The store is
+$MLFLOW_TRACKING_URI, else `sqlite:///<runs dir>/mlflow.db` beside the run folders (MLflow 3
+refuses a plain folder store); the experiment is the config's name. The MLflow run id is kept in
+the run folder (`mlflow_run.json`), so `--resume` continues the same MLflow run, and
+`import_runs` mirrors run folders trained without tracking. We use `MlflowClient`, not the
+global `mlflow.start_run`, so nothing leaks between runs (tune trials, tests).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import math
+import os
+import time
+from pathlib import Path
+
+import keras
+import pandas as pd
+
+from fakeface_tf.core.config import Config, load_config
+from fakeface_tf.core.errors import FakefaceError
+from fakeface_tf.core.files import read_json_object, write_text_atomic
+from fakeface_tf.core.run_folder import CARD_FILE, MLFLOW_ARTIFACTS_DIR, MLFLOW_DB_FILE, RunFolder
+
+log = logging.getLogger(__name__)
+
+URI_ENV = "MLFLOW_TRACKING_URI"
+INSTALL_HINT = "pip install 'fakeface_tf[track]'"
+MAX_BATCH = 100  # MLflow's log_batch takes at most 100 parameters at a time
+# metrics.json's figures of the best checkpoint are logged as best_<name> (best_auc), apart from
+# the per-epoch curves Keras names the same (auc is the training AUC of each epoch); these
+# figures of the whole run keep their names.
+BEST_PREFIX = "best_"
+RUN_FIGURES = ("epochs", "train_seconds", "threshold")
+
+
+def tracking_uri(runs_dir: Path) -> str:
+    """$MLFLOW_TRACKING_URI (a team server), else the SQLite store beside the run folders."""
+    return os.environ.get(URI_ENV) or f"sqlite:///{(Path(runs_dir) / MLFLOW_DB_FILE).resolve()}"
+
+
+def _artifacts(runs_dir: Path) -> str | None:
+    """Where a new experiment keeps its files: beside the local store (MLflow's default is
+    ./mlruns in whatever folder training started from); a server's own default otherwise."""
+    if os.environ.get(URI_ENV):
+        return None
+    return (Path(runs_dir) / MLFLOW_ARTIFACTS_DIR).resolve().as_uri()
+
+
+def flat(values: dict, prefix: str = "") -> dict[str, str]:
+    """A nested config mapping as {"section.key": "value"}: MLflow parameters are flat strings."""
+    out = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            out.update(flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = str(value)
+    return out
+
+
+def run_tags(cfg: Config, run: RunFolder) -> dict[str, str]:
+    """Git commit and dirty flag, the records' hash and face cut, package versions (env.json)
+    and the run folder's path: what names the code, data and machine behind the run."""
+    env = read_json_object(run.env) or {}
+    git, data = env.get("git") or {}, env.get("data") or {}
+    cut = read_json_object(run.face_cut) or {}
+    tags = {"git.commit": git.get("commit"), "git.dirty": git.get("dirty"),
+            "data.path": cfg.data.path,
+            # env.json's, taken when the run started: the records may have changed since
+            "data.hash": data.get("hash"),
+            "run_folder": str(run.path.resolve())}
+    tags.update({f"face_cut.{k}": v for k, v in cut.items()})
+    tags.update({f"version.{k}": v for k, v in (env.get("packages") or {}).items()})
+    return {k: str(v) for k, v in tags.items() if v is not None}
+
+
+def _client(uri: str):
+    """An MlflowClient on `uri`."""
+    # Imported here: mlflow is an optional extra ([track]) and takes seconds to import.
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=uri)
+
+
+def _installed() -> bool:
+    """Whether the optional `[track]` extra is there (without importing it: that takes seconds)."""
+    return importlib.util.find_spec("mlflow") is not None
+
+
+class Tracker:
+    """One MLflow run mirroring one run folder."""
+
+    def __init__(self, client, run_id: str):
+        self.client, self.run_id = client, run_id
+
+    @classmethod
+    def open(cls, cfg: Config, run: RunFolder) -> "Tracker":
+        """The MLflow run of `run` (its mlflow_run.json), or a new one with the config as
+        parameters and the tags of `run_tags`, recorded in the run folder."""
+        known = read_json_object(run.mlflow_run) if run.mlflow_run.is_file() else None
+        if known:
+            client = _client(known["tracking_uri"])
+            client.update_run(known["run_id"], status="RUNNING")
+            return cls(client, known["run_id"])
+        uri = tracking_uri(run.path.parent)
+        client = _client(uri)
+        experiment = client.get_experiment_by_name(cfg.name)
+        experiment_id = (experiment.experiment_id if experiment
+                         else client.create_experiment(cfg.name, _artifacts(run.path.parent)))
+        created = client.create_run(experiment_id, run_name=run.path.name,
+                                    tags=run_tags(cfg, run))
+        tracker = cls(client, created.info.run_id)
+        tracker.log_params(flat(cfg.to_dict()))
+        write_text_atomic(run.mlflow_run, json.dumps(
+            {"run_id": tracker.run_id, "tracking_uri": uri, "experiment": cfg.name}, indent=2))
+        return tracker
+
+    def log_params(self, params: dict[str, str]) -> None:
+        from mlflow.entities import Param  # optional extra (see _client)
+
+        items = [Param(k, v) for k, v in params.items()]
+        for start in range(0, len(items), MAX_BATCH):
+            self.client.log_batch(self.run_id, params=items[start:start + MAX_BATCH])
+
+    def log_metrics(self, values: dict, step: int) -> None:
+        """The finite numbers of `values` at `step` (an epoch; 0 for final figures)."""
+        from mlflow.entities import Metric  # optional extra (see _client)
+
+        now = int(time.time() * 1000)
+        metrics = [Metric(k, float(v), now, step) for k, v in values.items()
+                   if isinstance(v, (int, float)) and not isinstance(v, bool)
+                   and math.isfinite(float(v))]
+        for start in range(0, len(metrics), MAX_BATCH):
+            self.client.log_batch(self.run_id, metrics=metrics[start:start + MAX_BATCH])
+
+    def callback(self) -> keras.callbacks.Callback:
+        """A Keras callback logging each epoch's logs (loss, auc, val_auc, lr ...) at its epoch."""
+        return EpochMetrics(self)
+
+    def finish(self, run: RunFolder) -> None:
+        """Log the final metrics (metrics.json: best_auc ...), the plots and card as artifacts;
+        end the run."""
+        final = read_json_object(run.metrics) or {}
+        self.log_metrics({k if k in RUN_FIGURES else f"{BEST_PREFIX}{k}": v
+                          for k, v in final.items()}, step=0)
+        for path in sorted(run.path.glob("*.png")) + [run.path / CARD_FILE]:
+            if path.is_file():
+                self.client.log_artifact(self.run_id, str(path))
+        self.client.set_terminated(self.run_id, status="FINISHED")
+
+
+class EpochMetrics(keras.callbacks.Callback):
+    """Mirrors each finished epoch's logs into the MLflow run (step = epoch, from 0)."""
+
+    def __init__(self, tracker: Tracker):
+        super().__init__()
+        self.tracker = tracker
+
+    def on_epoch_end(self, epoch, logs=None):
+        _safely(self.tracker.log_metrics, dict(logs or {}), step=epoch)
+
+
+def _safely(call, *args, **kwargs):
+    """Run one mirroring call; a failing store (a server down, a locked file) logs a warning
+    instead of stopping training: the run folder has every figure anyway."""
+    try:
+        return call(*args, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - any MLflow failure; the mirror is optional
+        log.warning(f"MLflow tracking failed ({type(exc).__name__}: {exc}); the run folder is "
+                    f"complete, mirror it later with: fakeface track-import RUN_DIR")
+        return None
+
+
+def start(cfg: Config, run: RunFolder) -> Tracker | None:
+    """The tracker of a training run, or None (and one log line why) when tracking is off
+    or mlflow is not installed."""
+    if not cfg.training.tracking:
+        log.info("MLflow tracking off (training.tracking: off)")
+        return None
+    if not _installed():
+        log.info(f"MLflow tracking off: mlflow is not installed ({INSTALL_HINT})")
+        return None
+    tracker = _safely(Tracker.open, cfg, run)
+    if tracker is not None:
+        log.info(f"MLflow run {tracker.run_id} in {tracker.client.tracking_uri}")
+    return tracker
+
+
+def finish(tracker: Tracker | None, run: RunFolder) -> None:
+    """End `tracker`'s run after finalising (nothing without one)."""
+    if tracker is not None:
+        _safely(tracker.finish, run)
+
+
+def import_run(run_dir: str | os.PathLike) -> str:
+    """Mirror one run folder into MLflow (its config, every epoch of history.csv, final
+    metrics, plots and card); a folder already tracked gets its final metrics and artifacts
+    logged again (say, after its card was written). Returns the MLflow run id."""
+    run = RunFolder(run_dir)
+    if not run.is_run():
+        raise FakefaceError(f"{run.path}: not a run folder (no config.yaml and history.csv)")
+    known = run.mlflow_run.is_file()
+    tracker = Tracker.open(load_config(run.config), run)
+    if not known:
+        history = pd.read_csv(run.history)
+        for row in history.to_dict("records"):
+            epoch = int(row.pop("epoch"))
+            tracker.log_metrics(row, step=epoch)
+    tracker.finish(run)
+    return tracker.run_id
+
+
+def import_runs(run_dirs) -> list[str]:
+    """`import_run` for each of `run_dirs`, in order; the MLflow run ids."""
+    return [import_run(d) for d in run_dirs]
