@@ -83,9 +83,13 @@ def _provenance(root: Path, env: dict) -> str:
     git, data = env.get("git") or {}, env.get("data") or {}
     seconds = metrics.get("train_seconds")
     dirty = {True: " (with uncommitted changes)", False: ""}.get(git.get("dirty"), "")
+    commit = f"git commit {git.get('commit') or 'not recorded'}{dirty}."
+    if not data:  # a run from before wall time covered everything and records were hashed
+        return (f"Training time {'not recorded' if seconds is None else f'{float(seconds):.0f} s'} "
+                f"as recorded then; records' content hash not recorded; {commit}")
     return (f"Training wall time {'?' if seconds is None else round(float(seconds))} s "
             f"(input pipeline, frozen pass and epochs); records {data.get('path', '?')}, "
-            f"content hash {data.get('hash') or '?'}; git commit {git.get('commit') or '?'}{dirty}.")
+            f"content hash {data.get('hash') or '?'}; {commit}")
 
 
 def _licences(loaded) -> str:
