@@ -66,6 +66,9 @@ def run_tune(args: argparse.Namespace) -> int:
 def add_runs_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("runs_dir", nargs="?", default="runs", help="folder of run folders")
     parser.add_argument("--match", default="", help="only runs whose id contains this text")
+    parser.add_argument("--where", default=None,
+                        help="only runs matching this MLflow search, e.g. \"metrics.best_auc > 0.95 "
+                             "and params.model.name = 'faceres'\" (needs the store beside the runs)")
     parser.add_argument("--out", default=None, help="CSV path (default: RUNS_DIR/runs.csv)")
     parser.add_argument("--plot", action="store_true",
                         help="also save learning curves of the listed runs beside the CSV")
@@ -73,8 +76,15 @@ def add_runs_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_runs(args: argparse.Namespace) -> int:
     runs = [r for r in find_runs(args.runs_dir) if args.match in r.name]
+    if args.where:
+        from fakeface_tf.training import tracking  # pulls in Keras and mlflow
+
+        found = tracking.search_folders(args.runs_dir, args.where)
+        runs = [r for r in runs if r.resolve() in found]
     if not runs:
-        raise FakefaceError(f"no run in {args.runs_dir} matches '{args.match}'")
+        filters = [f"{k} {v!r}" for k, v in (("--match", args.match), ("--where", args.where)) if v]
+        raise FakefaceError(f"no run in {args.runs_dir}"
+                            + (f" matches {' and '.join(filters)}" if filters else ""))
     table = compare_runs(runs)
     print(format_table(table))
     out = Path(args.out) if args.out else Path(args.runs_dir) / "runs.csv"

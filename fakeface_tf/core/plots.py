@@ -377,6 +377,12 @@ def cell_heatmap(grid: pd.DataFrame, counts: pd.DataFrame, title: str, path: str
     return _save(fig, path, dpi=120)
 
 
+def auc_axis(values) -> tuple[float, float]:
+    """AUC axis limits that do not magnify small gaps: from chance (0.5, or below it) to 1."""
+    low = min([0.5, *(float(v) for v in values if v == v)])
+    return (np.floor(low * 20) / 20, 1.0)
+
+
 def run_curves(histories: dict[str, pd.DataFrame], path: str | Path) -> Path:
     """Training/validation loss and validation AUC per epoch of each run (name -> history)."""
     fig = Figure(figsize=(12, 4.5))
@@ -387,6 +393,8 @@ def run_curves(histories: dict[str, pd.DataFrame], path: str | Path) -> Path:
         ax_loss.plot(epochs, history["loss"], linestyle="--", color=line.get_color())
         ax_auc.plot(epochs, history["val_auc"], color=line.get_color(), label=name)
     ax_loss.set(xlabel="epoch", ylabel="loss", title="loss (dashed: training, solid: validation)")
-    ax_auc.set(xlabel="epoch", ylabel="validation AUC", title="validation AUC")
+    every_auc = [v for history in histories.values() for v in history["val_auc"]]
+    ax_auc.set(xlabel="epoch", ylabel="validation AUC", title="validation AUC (axis from chance, 0.5)",
+               ylim=auc_axis(every_auc))
     ax_auc.legend(fontsize="small", loc="lower right")
     return _save(fig, path, dpi=120)

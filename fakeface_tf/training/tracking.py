@@ -26,6 +26,7 @@ from fakeface_tf.core.config import Config, load_config
 from fakeface_tf.core.errors import FakefaceError
 from fakeface_tf.core.files import read_json_object, write_text_atomic
 from fakeface_tf.core.run_folder import CARD_FILE, MLFLOW_ARTIFACTS_DIR, MLFLOW_DB_FILE, RunFolder
+from fakeface_tf.training.hparams import flat_config
 
 log = logging.getLogger(__name__)
 
@@ -52,15 +53,9 @@ def _artifacts(runs_dir: Path) -> str | None:
     return (Path(runs_dir) / MLFLOW_ARTIFACTS_DIR).resolve().as_uri()
 
 
-def flat(values: dict, prefix: str = "") -> dict[str, str]:
+def flat(values: dict) -> dict[str, str]:
     """A nested config mapping as {"section.key": "value"}: MLflow parameters are flat strings."""
-    out = {}
-    for key, value in values.items():
-        if isinstance(value, dict):
-            out.update(flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = str(value)
-    return out
+    return {k: str(v) for k, v in flat_config(values).items()}
 
 
 def run_tags(cfg: Config, run: RunFolder) -> dict[str, str]:
@@ -218,3 +213,25 @@ def import_run(run_dir: str | os.PathLike) -> str:
 def import_runs(run_dirs) -> list[str]:
     """`import_run` for each of `run_dirs`, in order; the MLflow run ids."""
     return [import_run(d) for d in run_dirs]
+
+
+def search_folders(runs_dir: str | os.PathLike, where: str) -> set[Path]:
+    """The run folders whose MLflow runs match `where`, in MLflow's search syntax
+    (`metrics.best_auc > 0.95 and params.model.name = 'faceres'`), from the store beside
+    `runs_dir` (or $MLFLOW_TRACKING_URI)."""
+    if not _installed():
+        raise FakefaceError(f"--where searches the MLflow store: {INSTALL_HINT}")
+    store = Path(runs_dir) / MLFLOW_DB_FILE
+    if not os.environ.get(URI_ENV) and not store.is_file():
+        raise FakefaceError(f"--where searches the MLflow store, and {store} does not exist: "
+                            f"fakeface track-import {runs_dir}/* mirrors runs made without it")
+    from mlflow.exceptions import MlflowException  # the optional [track] extra
+
+    client = _client(tracking_uri(Path(runs_dir)))
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    try:
+        found = client.search_runs(experiments, filter_string=where) if experiments else []
+    except MlflowException as exc:
+        raise FakefaceError(f"--where {where!r}: {exc.message.splitlines()[0]}") from None
+    return {Path(r.data.tags["run_folder"]) for r in found if "run_folder" in r.data.tags}
+

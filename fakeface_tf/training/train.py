@@ -28,6 +28,7 @@ from fakeface_tf.data.faces import save_cut
 from fakeface_tf.models.export import save_environment
 from fakeface_tf.models.registry import check_model_config
 from fakeface_tf.training import finalise, fitting, inputs, multiworker, runtime, tracking
+from fakeface_tf.training.hparams import write_hparams
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,8 @@ def _fit(cfg: Config, run: RunFolder | None, progress: bool, saved_models_dir: P
     than the chief (which start with no run folder): the chief alone finalises."""
     loop = multiworker.fit if cfg.distribute == "multiworker" else fitting.fit
     tracker = tracking.start(cfg, run) if run is not None else None  # the MLflow mirror
+    if run is not None:
+        write_hparams(cfg, run)  # TensorBoard's HParams view of the same settings
     # the mirror first: an extra callback that stops the fit still finds the epoch logged
     callbacks = ([tracker.callback()] if tracker else []) + list(extra_callbacks or [])
     with runtime.precision(cfg.training):

@@ -203,3 +203,8 @@ def test_risk_coverage_labels_its_axes_and_marks_the_band_and_full_coverage(draw
         "uncertain band: coverage 0.750, accuracy 0.667"]
     plots.risk_coverage([0.5, 1.0], [1.0, 0.75], tmp_path / "plain.png")
     assert len(drawn[1].axes[0].get_legend().get_texts()) == 2  # no band, no point
+
+
+def test_the_auc_axis_starts_at_chance_so_small_gaps_look_small():
+    assert plots.auc_axis([0.9453, 0.9486]) == (0.5, 1.0)
+    assert plots.auc_axis([0.42, 0.9]) == (0.4, 1.0)  # below chance: the axis follows

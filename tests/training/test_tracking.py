@@ -10,7 +10,9 @@ import shutil
 import pandas as pd
 import pytest
 
+from fakeface_tf.cli import main
 from fakeface_tf.core.config import load_config
+from fakeface_tf.core.errors import FakefaceError
 from fakeface_tf.core.run_folder import RunFolder
 from fakeface_tf.data.records import records_hash
 from fakeface_tf.training import tracking
@@ -114,3 +116,20 @@ def test_an_untracked_run_folder_is_imported(tiny_run, tmp_path):
     assert list((tmp_path / "runs" / "mlartifacts").rglob("curves.png"))  # beside the store
     assert tracking.import_run(run_dir) == run_id  # again: the same run, not a second one
     assert len(_runs(tmp_path / "runs")) == 1
+
+
+@pytest.mark.slow
+def test_runs_filters_by_an_mlflow_search_of_metrics_and_parameters(tracked_run, capsys):
+    runs_dir = str(tracked_run.parent)
+    where = "params.model.name = 'baseline' and metrics.best_auc >= 0"
+    assert main(["runs", runs_dir, "--where", where]) == 0
+    assert tracked_run.name in capsys.readouterr().out
+    assert main(["runs", runs_dir, "--where", "metrics.best_auc > 1.5"]) == 2
+    assert "no run in" in capsys.readouterr().err
+    assert main(["runs", runs_dir, "--where", "metrics.best_auc >>> 1"]) == 2  # a clear error, not a trace
+    assert "--where" in capsys.readouterr().err
+
+
+def test_where_without_a_store_says_how_to_make_one(tmp_path):
+    with pytest.raises(FakefaceError, match="does not exist: fakeface track-import"):
+        tracking.search_folders(tmp_path, "metrics.best_auc > 0.9")
