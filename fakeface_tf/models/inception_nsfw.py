@@ -18,7 +18,6 @@ the [-1, 1] of Keras' InceptionV3), resized bilinearly with `alignCorners=true` 
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import logging
 import re
@@ -49,6 +48,7 @@ SOURCES = {  # file in MODEL_DIR -> SHA-256 of its bytes in nsfwjs 4.4.0
     "group1-shard5of6.min.js": "d4149969b3c61e0d4dde1d4f555f5b00f4fc87f6bab1a4cd4967b24f62725de6",
     "group1-shard6of6.min.js": "b684762a7d7c39b80183d260bdab6f072321349300f9f2ff144a085a382acfc4",
 }
+MEMBERS = {f"{MODEL_DIR}/{name}": digest for name, digest in SOURCES.items()}  # npm_package's form
 CACHE_NAME = "nsfwjs"  # package files, the unwrapped TF.js folder and converted weights
 MODEL_JSON = "model.json"
 WEIGHTS_NAME = f"inception-nsfw-{VERSION}.weights.h5"
@@ -128,12 +128,6 @@ def convert(model_json: str | Path, target: str | Path) -> Path:
     return tfjs.save_converted(load_tfjs(reference_model(), model_json), None, target)
 
 
-def _check(name: str, data: bytes) -> None:
-    if hashlib.sha256(data).hexdigest() != SOURCES[name]:
-        raise FakefaceError(f"{name}: SHA-256 differs from {PACKAGE}@{VERSION}'s {MODEL_DIR}/{name}; "
-                            "delete it to fetch the package again")
-
-
 def unwrap(sources: Path, folder: Path, node: str | None = None) -> Path:
     """The seven verified .min.js files in `sources` -> `folder`/model.json + binary shards.
     Shards are the base64 string each bundle exports; model.json is what Node's `require` of
@@ -141,9 +135,9 @@ def unwrap(sources: Path, folder: Path, node: str | None = None) -> Path:
     node = node or shutil.which("node")
     if node is None:
         raise FakefaceError(f"unwrapping {PACKAGE}'s model.min.js needs Node.js (npm's runtime)")
+    if not npm_package.verified(sources, MEMBERS, f"{PACKAGE}@{VERSION}"):
+        raise FakefaceError(f"{sources} lacks files of {PACKAGE}'s {MODEL_DIR}: {', '.join(SOURCES)}")
     folder.mkdir(parents=True, exist_ok=True)
-    for name in SOURCES:
-        _check(name, (sources / name).read_bytes())
     for name in SOURCES:
         if name.startswith("group1-shard"):
             found = re.findall(r'\.exports="([A-Za-z0-9+/=]+)"', (sources / name).read_text())
@@ -165,8 +159,7 @@ def fetch_sources(folder: Path | None = None, npm: str | None = None) -> Path:
     folder = Path(folder or cache_dir(CACHE_NAME))
     if (folder / MODEL_JSON).is_file():
         return folder / MODEL_JSON
-    members = {f"{MODEL_DIR}/{name}": digest for name, digest in SOURCES.items()}
-    npm_package.fetch_files(f"{PACKAGE}@{VERSION}", members, folder, "nsfwjs InceptionV3", npm)
+    npm_package.fetch_files(f"{PACKAGE}@{VERSION}", MEMBERS, folder, "nsfwjs InceptionV3", npm)
     return unwrap(folder, folder)
 
 
