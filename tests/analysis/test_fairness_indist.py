@@ -174,3 +174,9 @@ def test_the_utkface_report_says_what_it_measures_and_lists_no_face_rates_with_c
     lines = fairness.no_face_lines(table)
     assert any(line.split()[:4] == ["age", "0-2", "2/3", "0.667"] for line in lines)
     assert any(line.split()[:4] == ["age", "70+", "0/2", "0.000"] for line in lines)
+
+
+def test_report_paths_are_named_from_the_data_root_never_the_machine(tmp_path):
+    root = tmp_path / "data"
+    assert fairness_indist._from_root(root / "faces_extra" / "fake" / "x.jpg", root) == "faces_extra/fake/x.jpg"
+    assert fairness_indist._from_root("/elsewhere/labels.csv", root) == "/elsewhere/labels.csv"  # not under it
