@@ -20,7 +20,6 @@ attributes row by its resolved path (the manifest's `path` under preprocess.json
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
@@ -35,7 +34,7 @@ from fakeface_tf.core.config import data_root, records_dir
 from fakeface_tf.core.errors import FakefaceError
 from fakeface_tf.core.run_folder import FAIRNESS_INDIST_DIR
 from fakeface_tf.data.labelled import UNKNOWN
-from fakeface_tf.data.records import LABELS, SUMMARY_FILE
+from fakeface_tf.data.records import LABELS, source_folder
 from fakeface_tf.models import artifacts
 from fakeface_tf.preprocess.shards import MANIFEST_FILE
 
@@ -58,13 +57,13 @@ MEASURES = {
 def record_splits(records: Path) -> pd.DataFrame:
     """The records' manifest (`path`, `split`, `label`, `status` per source file) with each
     file's resolved `source` path (the manifest's path under preprocess.json's `src`)."""
-    manifest, summary = records / MANIFEST_FILE, records / SUMMARY_FILE
+    manifest = records / MANIFEST_FILE
     try:
         table = pd.read_csv(manifest, dtype=str, keep_default_na=False)
-        src = json.loads(summary.read_text())["settings"]["src"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise FakefaceError(f"{records}: cannot read the split of each face from {MANIFEST_FILE} "
-                            f"and {SUMMARY_FILE}'s settings.src ({exc})") from exc
+    except (OSError, ValueError) as exc:
+        raise FakefaceError(f"{records}: cannot read the split of each face from "
+                            f"{MANIFEST_FILE} ({exc})") from exc
+    src = source_folder(records)
     missing = {"path", "split", "label", "status"} - set(table.columns)
     if missing:
         raise FakefaceError(f"{manifest}: missing column(s) {', '.join(sorted(missing))}")

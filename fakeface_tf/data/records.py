@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from fakeface_tf.core.errors import FakefaceError
 from fakeface_tf.core.files import replacing
 
 # TensorFlow is imported inside each function that uses it, not here: this module's names
@@ -179,3 +180,13 @@ def records_hash(folder: str | os.PathLike) -> str | None:
     for shard in shards:
         digest.update(f"{shard.name}\0{shard.stat().st_size}\0".encode())
     return digest.hexdigest()[:16]
+
+
+def source_folder(folder: str | os.PathLike) -> Path:
+    """The image folder the records were cut from (preprocess.json's `settings.src`): where
+    the manifest's relative paths point."""
+    summary = Path(folder) / SUMMARY_FILE
+    try:
+        return Path(json.loads(summary.read_text())["settings"]["src"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise FakefaceError(f"{summary}: cannot read the source folder (settings.src): {exc}") from exc

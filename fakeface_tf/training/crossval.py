@@ -19,6 +19,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, roc_auc_score
 from sklearn.model_selection import GridSearchCV, StratifiedGroupKFold
@@ -40,6 +41,8 @@ RECIPES = {
     "faceres_flip": (("faceres", "flip"),),  # the same, averaged with the mirror image
     "nsfw_mixed5": (("inception_nsfw", "flip"),),  # nsfwjs InceptionV3 mixed5 mean + std
     "fused": (("faceres", "flip"), ("inception_nsfw", "flip")),
+    "faceres_whole": (("faceres_whole", "flip"),),  # FaceRes on the whole image at 224 px
+    "crop_whole": (("faceres", "flip"), ("faceres_whole", "flip")),  # the face and its image
 }
 CV_C = (0.0003, 0.001, 0.003, 0.01, 0.03, 0.1)  # inverse L2 strengths searched per fold
 INNER_FOLDS = 3
@@ -98,10 +101,22 @@ def crossvalidate(matrices: dict[str, np.ndarray], labels, paths, k: int = 5,
     return pd.DataFrame(rows)
 
 
+def corrected_p(gains) -> float:
+    """Two-sided p of a mean k-fold gain by Nadeau and Bengio's corrected resampled t-test:
+    folds share training faces, so the variance is inflated by test/train (1/(k-1)) on top of
+    1/k. NaN for no variation (a recipe against itself)."""
+    gains = np.asarray(gains, float)
+    k, var = len(gains), np.var(gains, ddof=1)
+    if k < 2 or var == 0:
+        return float("nan")
+    t = gains.mean() / np.sqrt((1 / k + 1 / (k - 1)) * var)
+    return float(2 * stats.t.sf(abs(t), k - 1))
+
+
 def summarise(cv: pd.DataFrame, baselines=("faceres",)) -> pd.DataFrame:
     """Per recipe: each metric's mean and standard deviation over folds, and for each baseline
-    recipe present, the mean paired gain (recipe - baseline, fold by fold) and the standard
-    deviation of those per-fold gains (ddof=1)."""
+    recipe present, the mean paired gain (recipe - baseline, fold by fold), the standard
+    deviation of those per-fold gains (ddof=1) and the gain's `corrected_p`."""
     table = pd.DataFrame({"recipe": list(dict.fromkeys(cv["recipe"]))})
     for metric in METRICS:
         by_fold = cv.pivot(index="fold", columns="recipe", values=metric)
@@ -111,6 +126,7 @@ def summarise(cv: pd.DataFrame, baselines=("faceres",)) -> pd.DataFrame:
             gains = by_fold.sub(by_fold[base], axis=0)
             table[f"{metric}_gain_vs_{base}"] = [gains[r].mean() for r in table["recipe"]]
             table[f"{metric}_gain_sd_vs_{base}"] = [gains[r].std(ddof=1) for r in table["recipe"]]
+            table[f"{metric}_p_vs_{base}"] = [corrected_p(gains[r]) for r in table["recipe"]]
     table["folds"] = [int((cv["recipe"] == r).sum()) for r in table["recipe"]]
     return table
 

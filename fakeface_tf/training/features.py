@@ -4,7 +4,9 @@ training and validation faces (plain and mirrored), cached on disk.
 A backbone turns a batch of RGB [0, 255] crops into one feature vector per face: `faceres` the
 probe's features (mean and spatial std of FaceRes blocks 9, 11, 13: the `features` layer of
 `models.registry.faceres_classifier`), `inception_nsfw` the mean and spatial std of the nsfwjs
-InceptionV3's `mixed5` (at its own 299 px input). A cache file,
+InceptionV3's `mixed5` (at its own 299 px input). `faceres_whole` is FaceRes on the whole
+source image the crop came from (preprocess.json's `settings.src`), resized to 224 px: what
+the face sits in, not only the face. A cache file,
 `$FAKEFACE_CACHE/crossval/<backbone>-<key>.npz`, is named by a hash of what the features
 depend on: the backbone (its cut and a hash of its weights, `frozen_cache.model_key`) and the
 records (`frozen_cache.records_source` keys of both splits). Changed records or weights make
@@ -33,6 +35,8 @@ from tqdm.auto import tqdm
 from fakeface_tf.core.config import ModelConfig, cache_dir
 from fakeface_tf.core.errors import FakefaceError
 from fakeface_tf.core.files import replacing
+from fakeface_tf.data import images
+from fakeface_tf.data.records import source_folder
 from fakeface_tf.models import inception_nsfw
 from fakeface_tf.models.registry import faceres_classifier
 from fakeface_tf.training import frozen_cache
@@ -77,7 +81,18 @@ def _inception_nsfw():
 
 
 # name -> builder: () -> (the Keras model whose weights key the cache, batch -> features)
-BACKBONES: dict[str, Callable] = {"faceres": _faceres, "inception_nsfw": _inception_nsfw}
+BACKBONES: dict[str, Callable] = {"faceres": _faceres, "inception_nsfw": _inception_nsfw,
+                                  "faceres_whole": _faceres}
+WHOLE_IMAGE = {"faceres_whole"}  # backbones that see the whole source image, not the crop
+WHOLE_SIDE = 224
+
+
+def whole_images(src: Path, names, side: int = WHOLE_SIDE) -> tf.Tensor:
+    """The source images of a batch of records, whole, resized (antialiased) to side x side:
+    RGB float [0, 255] like the crops."""
+    loaded = [tf.image.resize(images.load_image(src / n.decode()), (side, side), antialias=True)
+              for n in np.asarray(names)]
+    return tf.stack(loaded)
 
 
 def cache_file(backbone: str, model, records: Path) -> Path:
@@ -93,14 +108,18 @@ def _count(records: Path) -> int:
     return sum(frozen_cache.records_source(records, split, BATCH).count() for split in SPLITS)
 
 
-def extract(run: Callable, records: Path, what: str, progress: bool = True) -> Faces:
-    """`run` over every face of SPLITS, plain and mirrored, into one preallocated matrix."""
+def extract(run: Callable, records: Path, what: str, progress: bool = True,
+            whole: bool = False) -> Faces:
+    """`run` over every face of SPLITS, plain and mirrored, into one preallocated matrix (over
+    the whole source images rather than the crops with `whole`)."""
+    src = source_folder(records) if whole else None
     total, matrix, done = _count(records), None, 0
     labels, paths = np.empty(total, np.int64), np.empty(total, object)
     with tqdm(total=total, desc=what, unit="face", disable=not progress) as bar:
         for split in SPLITS:
-            for images, y, names in frozen_cache.records_source(records, split, BATCH).batches():
-                plain, mirrored = run(images), run(tf.reverse(images, axis=[2]))
+            for crops, y, names in frozen_cache.records_source(records, split, BATCH).batches():
+                seen = whole_images(src, names) if whole else crops
+                plain, mirrored = run(seen), run(tf.reverse(seen, axis=[2]))
                 if matrix is None:
                     matrix = np.empty((total, VIEWS, plain.shape[1]), np.float32)
                 n = len(plain)
@@ -126,7 +145,7 @@ def load(backbone: str, records: str | Path, progress: bool = True) -> Faces:
         with np.load(path, allow_pickle=False) as stored:
             log.info("%s features of %s: cached in %s", backbone, records, path)
             return Faces(stored["features"], stored["labels"], stored["paths"])
-    faces = extract(run, records, f"{backbone} features", progress)
+    faces = extract(run, records, f"{backbone} features", progress, whole=backbone in WHOLE_IMAGE)
     path.parent.mkdir(parents=True, exist_ok=True)
     with replacing(path, suffix=".npz") as partial:  # never a half-written cache file
         np.savez(partial, features=faces.features, labels=faces.labels, paths=faces.paths)

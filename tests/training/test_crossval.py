@@ -74,6 +74,9 @@ def test_summary_gain_is_the_mean_and_sd_of_per_fold_differences():
     assert row.loc["faceres", "accuracy_gain_vs_faceres"] == 0.0
     assert row.loc["faceres", "accuracy_gain_sd_vs_faceres"] == 0.0
     assert list(row["folds"]) == [3, 3]
+    # Nadeau-Bengio: t = 0.05 / sqrt((1/3 + 1/2) * 0.03^2) = 1.826 on 2 degrees of freedom
+    assert row.loc["fused", "accuracy_p_vs_faceres"] == pytest.approx(0.2094, abs=1e-4)
+    assert np.isnan(row.loc["faceres", "accuracy_p_vs_faceres"])
 
 
 @pytest.mark.slow  # 114 small regressions: the C search of 2 recipes x 3 folds
@@ -127,3 +130,40 @@ def test_features_are_computed_once_per_face_and_view_then_read_from_the_cache(
     again = features.load("toy", tiny_records, progress=False)
     assert calls == [] and np.array_equal(again.features, faces.features)
     assert np.array_equal(again.labels, faces.labels) and list(again.paths) == list(faces.paths)
+
+
+@pytest.mark.slow  # a toy backbone over the tiny records' source images
+def test_a_whole_image_backbone_sees_the_source_images_not_the_crops(tiny_records, tmp_path,
+                                                                      monkeypatch):
+    import json
+    import shutil
+
+    import keras
+    from PIL import Image
+
+    from fakeface_tf.core import config
+    from fakeface_tf.data.records import SUMMARY_FILE
+    from fakeface_tf.training import features
+
+    monkeypatch.setenv(config.CACHE_ENV, str(tmp_path / "cache"))
+    records = shutil.copytree(tiny_records, tmp_path / "records")
+    src = tmp_path / "src"
+    shade = {}
+    for split, n in (("train", 64), ("valid", 32)):
+        (src / split).mkdir(parents=True)
+        for j in range(n):  # a flat grey image each: its whole-image mean is its shade
+            shade[f"{split}/{j}.jpg"] = (j * 7 + (split == "valid") * 3) % 250
+            # PNG bytes under the records' .jpg name: lossless, so the mean is the shade
+            Image.new("RGB", (48, 40), (shade[f"{split}/{j}.jpg"],) * 3).save(
+                src / split / f"{j}.jpg", format="PNG")
+    inputs = keras.Input((features.WHOLE_SIDE, features.WHOLE_SIDE, 3))
+    model = keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(inputs[..., :1]))
+    monkeypatch.setitem(features.BACKBONES, "toy_whole", lambda: (model, lambda x: np.asarray(model(x))))
+    monkeypatch.setattr(features, "WHOLE_IMAGE", {"toy_whole"})
+    with pytest.raises(FakefaceError, match="settings.src"):
+        features.load("toy_whole", records, progress=False)
+    (records / SUMMARY_FILE).write_text(json.dumps({"settings": {"src": str(src)}}))
+    faces = features.load("toy_whole", records, progress=False)
+    expected = np.array([shade[p] for p in faces.paths], np.float32)
+    np.testing.assert_allclose(faces.features[:, 0, 0], expected, atol=1.0)
+    np.testing.assert_allclose(faces.features[:, 1, 0], expected, atol=1.0)
