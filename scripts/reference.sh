@@ -3,10 +3,18 @@
 # (pretrained FaceRes, fetched once from npm), and everything shipped beside it: threshold,
 # evaluations, robustness, fairness before/after, learning curve and card. The comparison
 # runs (frozen backbone, smaller training sets) land in runs/reference/ for `fakeface runs`.
+# At the end the model is registered in MLflow's registry (runs/reference/mlflow.db), so
+# `serve` shows its version. It refuses a checkout with uncommitted changes, whose code could
+# not be named afterwards: ALLOW_DIRTY=1 builds anyway (env.json then says "dirty": true).
 # About 40 minutes on 2 CPU cores; OUT=elsewhere keeps the shipped one.
 set -euo pipefail
 source "$(dirname "$0")/bootstrap.sh"
 cd "$ROOT"
+if [ -n "$(git status --porcelain --untracked-files=no)" ] && [ "${ALLOW_DIRTY:-0}" != 1 ]; then
+  echo "reference.sh: the checkout has uncommitted changes (git status); commit them so the" >&2
+  echo "model names the code that built it, or run with ALLOW_DIRTY=1" >&2
+  exit 1
+fi
 DATA="${FAKEFACE_DATA:-../shared/data}"
 RECORDS=data/records_rgb224_nolevel
 OUT="${OUT:-saved_models/reference}"
@@ -18,6 +26,8 @@ fakeface train configs/faceres.yaml --set name=reference --runs-dir "$RUNS" --qu
 run="$(latest reference)"
 rm -rf "$OUT" && mkdir -p "$OUT"
 cp -r "$run"/{model.keras,saved_model,config.yaml,env.json,metrics.json,history.csv,probe.json,face_cut.json} "$OUT"/
+# the training run's MLflow record: later reports on $OUT log to that run, its version links it
+if [ -f "$run/mlflow_run.json" ]; then cp "$run/mlflow_run.json" "$OUT"/; fi
 fakeface evaluate "$OUT" "$RECORDS" --threshold auto --save-threshold --alpha 0.05  # threshold and band beside the model
 fakeface calibrate "$OUT" "$RECORDS"  # ships a map only if it beats raw P(fake) on held-out validation folds
 fakeface evaluate "$OUT" "$DATA/faces_extra" --out "$OUT/eval-faces_extra"
@@ -41,4 +51,5 @@ fakeface fairness-compare "$run" "$(latest reference-fairmix)" "$DATA/fairness/l
   --out "$RUNS/fairness-compare"
 cp "$RUNS/fairness-compare/compare.csv" "$OUT/fairness_compare.csv"
 fakeface card "$OUT" --write
+fakeface register "$OUT" --runs-dir "$RUNS"  # registered.json: serve shows models:/reference/N
 fakeface runs "$RUNS"

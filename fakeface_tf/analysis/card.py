@@ -26,7 +26,8 @@ from fakeface_tf.core.run_folder import CARD_FILE, METRICS_FILE, RunFolder
 from fakeface_tf.core.files import read_json_object
 from fakeface_tf.core.text import format_value, markdown_table
 from fakeface_tf.data.records import SUMMARY_FILE
-from fakeface_tf.models import artifacts
+from fakeface_tf.models import artifacts, model_version
+from fakeface_tf.training import tracking
 
 CARD = CARD_FILE
 EVAL_COLUMNS = ("accuracy", "accuracy_real", "accuracy_fake", "precision", "recall", "f1",
@@ -211,6 +212,8 @@ def _training(loaded) -> str:
         lines.append(f"Environment: Python {env.get('python', '?')}, {versions}; devices "
                      f"{', '.join(env.get('devices', [])) or '?'}.")
     lines.append(_provenance(loaded.root, env or {}))
+    lines.append(f"Version: {model_version.version(loaded.root, loaded.path)} (the registry's, "
+                 f"from `fakeface register`, else the weights' content hash), as `serve` reports it.")
     return "\n".join(lines)
 
 
@@ -362,5 +365,6 @@ def write_card(model_path: str | Path) -> Path:
         path.write_text(text)
     except OSError as exc:
         raise FakefaceError(f"cannot write {path}: {exc.strerror or exc}") from None
+    tracking.log_report(loaded.root, "card", {}, path)
     return path
 

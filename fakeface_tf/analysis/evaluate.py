@@ -34,6 +34,7 @@ from fakeface_tf.core.run_folder import METRICS_FILE, RunFolder
 from fakeface_tf.core.text import format_value
 from fakeface_tf.models import artifacts
 from fakeface_tf.models.uncertainty import Band, write_band
+from fakeface_tf.training import tracking
 
 __all__ = ["ONE_CLASS", "Extremes", "choose_threshold", "compute_metrics", "data_source",
            "default_out", "evaluate", "learning_curve", "resolve_band", "resolve_threshold",
@@ -218,6 +219,7 @@ def evaluate(model_path: str | Path, data: str | Path, out: str | Path | None = 
         "out": str(out),
     })
     write_text_atomic(out / METRICS_FILE, json.dumps(result, indent=2))
+    tracking.log_report(loaded.root, out.name, result, out)
     return result
 
 

@@ -56,6 +56,7 @@ from fakeface_tf.data.labelled import (
 )
 from fakeface_tf.data.records import LABELS
 from fakeface_tf.models.artifacts import load_model
+from fakeface_tf.training import tracking
 
 __all__ = ["ATTRIBUTES", "SCORE_CHUNK", "assess", "binary_comparisons",
            "comparison_name", "fairness_report", "group_metrics", "score", "summary",
@@ -154,4 +155,15 @@ def assess(model_path, labels_csv, out=None, threshold: float | None = None,
     log.info(summary(report))
     log.info("\n".join([report["measures"]] + no_face_lines(report["groups"])))
     log.info(f"Report: {out}")
+    tracking.log_report(model.root, out.name, _figures(report), out)
     return report
+
+
+def _figures(report: dict) -> dict:
+    """The report's headline numbers for a tracker: every group's rates over all faces, each
+    attribute's equalized-odds gap and how many gaps were flagged."""
+    groups = report["groups"]
+    overall = groups[groups["attribute"] == "all"].iloc[0].to_dict() if len(groups) else {}
+    return {"rows": report["rows"], "flags": len(report["flags"]),
+            "all": {k: v for k, v in overall.items() if k not in ("attribute", "group")},
+            "equalized_odds": {a: e["value"] for a, e in report["equalized_odds"].items()}}

@@ -24,6 +24,7 @@ from fakeface_tf.analysis.metrics import compute_metrics
 from fakeface_tf.analysis.scoring import data_source, default_out, iter_batches, load_checked
 from fakeface_tf.core import plots
 from fakeface_tf.core.text import format_value
+from fakeface_tf.training import tracking
 
 Transform = Callable[[np.ndarray], np.ndarray]
 PREFIX = "robustness"  # sweeps land in <model root>/robustness-<data>-<split>/
@@ -110,6 +111,8 @@ def robustness(model_path: str | Path, data: str | Path, out: str | Path | None 
     frame.attrs["out"] = str(out)
     plots.condition_bars(frame, out / FIGURE_FILE, ("accuracy", "roc_auc"),
                          title=f"Robustness on {Path(data).name} [{split}] (crops degraded after detection)")
+    tracking.log_report(loaded.root, out.name, {row["condition"]: {k: row[k] for k in ("accuracy", "roc_auc")}
+                                                for row in rows}, out)
     return frame
 
 

@@ -24,6 +24,7 @@ COMMANDS = {
     "ensemble": ("fakeface_tf.cli.experiments", "average the logits of several runs into one model"),
     "runs": ("fakeface_tf.cli.experiments", "compare run folders side by side"),
     "track-import": ("fakeface_tf.cli.experiments", "mirror run folders into MLflow (runs/mlflow.db)"),
+    "register": ("fakeface_tf.cli.experiments", "register a model folder in MLflow's model registry (serve shows its version)"),
     "tune": ("fakeface_tf.cli.experiments", "KerasTuner hyperparameter search; each trial is a run folder"),
     "crossval": ("fakeface_tf.cli.experiments", "k-fold CV of frozen-feature recipes (FaceRes, nsfwjs InceptionV3, fused)"),
     "evaluate": ("fakeface_tf.cli.evaluate", "metrics, plots and galleries for a model on a data set"),

@@ -113,6 +113,27 @@ def run_track_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_register_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", metavar="MODEL_DIR",
+                        help="the model folder to register (saved_models/reference)")
+    parser.add_argument("--name", default=None,
+                        help="registered model name (default: the folder's name)")
+    parser.add_argument("--runs-dir", default="runs",
+                        help="the store is RUNS_DIR/mlflow.db (default runs), or $MLFLOW_TRACKING_URI")
+
+
+def run_register(args: argparse.Namespace) -> int:
+    from fakeface_tf.models.artifacts import find_model  # no TensorFlow
+
+    find_model(args.model)  # a missing model is refused before mlflow loads
+    from fakeface_tf.training.model_registry import register  # mlflow
+
+    record = register(args.model, args.name, args.runs_dir)
+    print(f"{args.model}: models:/{record['name']}/{record['version']} in {record['store']} "
+          f"(weights {record['content_hash']}, data {record['data_hash']})")
+    return 0
+
+
 def add_crossval_arguments(parser: argparse.ArgumentParser) -> None:
     from fakeface_tf.training.crossval import RECIPES  # sklearn only, no TensorFlow
 

@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 
 PACKAGE = "fakeface_tf"
+PROGRESS_SECONDS = 5.0  # long work logs how far it is at least this often
+
+log = logging.getLogger(__name__)
 
 
 class _Console(logging.Handler):
@@ -35,3 +39,26 @@ def show(level: int = logging.INFO) -> None:
         handler = _Console()
         handler.setFormatter(logging.Formatter("%(message)s"))
         logger.addHandler(handler)
+
+
+class Progress:
+    """Logs 'WHAT: done / total UNIT (seconds)' at most every PROGRESS_SECONDS, and at the end:
+    progress that reaches a notebook cell or a log file, where no bar redraws."""
+
+    def __init__(self, what: str, total: int | None, unit: str = "faces", announce: bool = True):
+        self.what, self.total, self.unit, self.count = what, total, unit, 0
+        self.started = self.last = time.monotonic()
+        if announce:
+            log.info("%s: %s %s", what, total if total is not None else "?", unit)
+
+    def update(self, count: int) -> None:
+        self.count += count
+        now = time.monotonic()
+        if now - self.last >= PROGRESS_SECONDS:
+            self.last = now
+            log.info("%s: %d / %s %s (%.0f s)", self.what, self.count,
+                     self.total if self.total is not None else "?", self.unit, now - self.started)
+
+    def done(self) -> None:
+        log.info("%s: %d %s in %.0f s", self.what, self.count, self.unit,
+                 time.monotonic() - self.started)

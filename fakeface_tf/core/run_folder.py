@@ -24,6 +24,7 @@ FACE_CUT_FILE = "face_cut.json"  # the face cut the model was trained on
 ENV_FILE = "env.json"  # versions and machine the model was trained with
 PROBE_FILE = "probe.json"  # the linear probe that initialised the head (FaceRes)
 TENSORBOARD_DIR = "tensorboard"  # TensorBoard event files of the run
+REGISTERED_FILE = "registered.json"  # the model registry's name and version for these weights
 MLFLOW_RUN_FILE = "mlflow_run.json"  # the MLflow run mirroring this one: a resume continues it
 MLFLOW_DB_FILE = "mlflow.db"  # the local MLflow store, beside the run folders
 MLFLOW_ARTIFACTS_DIR = "mlartifacts"  # the local store's artifacts, beside it
@@ -121,6 +122,10 @@ class RunFolder:
     @property
     def mlflow_run(self) -> Path:
         return self.path / MLFLOW_RUN_FILE
+
+    @property
+    def registered(self) -> Path:
+        return self.path / REGISTERED_FILE
 
     def is_run(self) -> bool:
         """A training run (its config and per-epoch history), not just an exported model."""

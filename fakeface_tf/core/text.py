@@ -47,3 +47,15 @@ def short(value, width: int = 64) -> str:
     (a YAML bomb, a 5,000-digit number) costs no more than a small one."""
     text = _REPR.repr(value)
     return text if len(text) <= width else text[:max(0, width - 3)] + "..."
+
+
+def flat_config(values: dict, prefix: str = "") -> dict:
+    """The config as {"section.key": value}, values as TensorBoard takes them (bool, int, float,
+    str; anything else, lists included, as text)."""
+    out = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            out.update(flat_config(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value if isinstance(value, (bool, int, float, str)) else str(value)
+    return out

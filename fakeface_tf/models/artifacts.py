@@ -22,6 +22,7 @@ from fakeface_tf.core.files import write_text_atomic
 from fakeface_tf.core.run_folder import RunFolder
 from fakeface_tf.data.faces import FaceOptions, face_options, read_cut
 from fakeface_tf.models.calibration import Calibration, read_calibration
+from fakeface_tf.models.model_version import SAVED_MODEL_PB
 from fakeface_tf.models.uncertainty import Band, read_band
 
 REFERENCE = REPO_ROOT / "saved_models" / "reference"
@@ -95,7 +96,7 @@ def find_model(path: str | Path) -> Path:
     for candidate in (RunFolder(path).model, RunFolder(path).saved_model):
         if candidate.exists():
             return candidate
-    if (path / "saved_model.pb").exists():
+    if (path / SAVED_MODEL_PB).exists():
         return path
     raise FakefaceError(
         f"{path} holds no model (looked for model.keras, saved_model/ and saved_model.pb)"

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import base64
 
-from fakeface_tf.core.files import sha256
+from fakeface_tf.models import model_version
 from fakeface_tf.serving.drawing import to_png
 from fakeface_tf.serving.inference import Detector, Prediction
 
 DISPLAY_SIDE = 1024  # images sent back to the page are shrunk to this longer side
-SAVED_MODEL_PB = "saved_model.pb"  # TensorFlow's own file name inside a SavedModel folder
 
 
 def _b64(png: bytes | None) -> str | None:
@@ -31,8 +30,9 @@ def payload(result: Prediction, with_images: bool = True) -> dict:
 
 
 def model_identity(detector: Detector) -> dict:
-    """The loaded model's name, architecture and content hash: what it is, not where it lives."""
+    """The loaded model's name, architecture and version (its registry version, else its
+    weights' content hash): what it is, not where it lives."""
     model = detector.model
-    weights = model.path if model.path.is_file() else model.path / SAVED_MODEL_PB
     return {"name": model.root.name, "architecture": model.config.model.name if model.config else None,
-            "version": sha256(weights)[:12]}
+            "version": model_version.version(model.root, model.path),
+            "content_hash": model_version.content_hash(model.path)}

@@ -7,6 +7,8 @@ logs, so a run folder holds the same files whichever loop wrote it.
 from __future__ import annotations
 
 import json
+import logging
+import sys
 import time
 from pathlib import Path
 
@@ -14,7 +16,54 @@ import keras
 
 from fakeface_tf.core.config import TrainingConfig
 from fakeface_tf.core.files import save_model_atomic, write_text_atomic
+from fakeface_tf.core.logs import Progress
 from fakeface_tf.core.run_folder import RunFolder
+
+log = logging.getLogger(__name__)
+
+
+class EachEpoch(keras.callbacks.Callback):
+    """Calls `call(epoch, logs)` after each finished epoch (the MLflow mirror's hook)."""
+
+    def __init__(self, call):
+        super().__init__()
+        self.call = call
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.call(epoch, dict(logs or {}))
+
+
+class LogProgress(keras.callbacks.Callback):
+    """Training progress as log lines, where no terminal redraws Keras' bar (a notebook cell,
+    a log file): an epoch's steps and its validation at most every PROGRESS_SECONDS, then
+    the epoch's time and metrics."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.name = f"epoch {epoch + 1}/{self.params.get('epochs', '?')}"
+        self.started = time.monotonic()
+        self.steps = Progress(self.name, self.params.get("steps"), unit="steps", announce=False)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.steps.update(1)
+
+    def on_test_begin(self, logs=None):
+        if hasattr(self, "name"):  # validation inside fit (not a separate evaluate)
+            self.steps = Progress(f"{self.name} validation", None, unit="steps", announce=False)
+
+    def on_test_batch_end(self, batch, logs=None):
+        if hasattr(self, "name"):
+            self.steps.update(1)
+
+    def on_epoch_end(self, epoch, logs=None):
+        figures = ", ".join(f"{k} {v:.4g}" for k, v in (logs or {}).items()
+                            if isinstance(v, (int, float)))
+        log.info(f"{self.name}: {time.monotonic() - self.started:.0f} s, {figures}")
+
+
+def progress_callbacks(progress: bool) -> list:
+    """What shows training progress: Keras' own bar on a terminal (runtime.verbosity), else
+    LogProgress; nothing with progress off."""
+    return [LogProgress()] if progress and not sys.stdout.isatty() else []
 
 
 class LogLearningRate(keras.callbacks.Callback):

@@ -21,6 +21,7 @@ from fakeface_tf.core.run_folder import (
     ENV_FILE,
     HISTORY_FILE,
     METRICS_FILE,
+    MLFLOW_RUN_FILE,
     MODEL_FILE,
     SAVED_MODEL_DIR,
     VERDICT_FILES,
@@ -30,9 +31,9 @@ from fakeface_tf.models.export import export_saved_model, exportable, validation
 from fakeface_tf.training.run_state import load_checkpoint, read_state
 
 # What a published model folder holds: the model, what decides its verdicts, how it was
-# trained and how well.
+# trained and how well, and (when tracked) which MLflow run reports on it log to.
 EXPORTED = (MODEL_FILE, SAVED_MODEL_DIR, *VERDICT_FILES, CONFIG_FILE, ENV_FILE, HISTORY_FILE,
-            METRICS_FILE)
+            METRICS_FILE, MLFLOW_RUN_FILE)
 
 
 def finish(cfg: Config, run: RunFolder, scope: contextlib.AbstractContextManager, valid_ds,

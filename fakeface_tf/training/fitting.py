@@ -23,7 +23,7 @@ from fakeface_tf.core.files import save_model_atomic, write_text_atomic
 from fakeface_tf.core.run_folder import RunFolder
 from fakeface_tf.models.registry import compile_metrics, frozen_outputs
 from fakeface_tf.training import frozen, inputs, probe, runtime
-from fakeface_tf.training.callbacks import training_callbacks
+from fakeface_tf.training.callbacks import progress_callbacks, training_callbacks
 from fakeface_tf.training.inputs import TrainingData
 from fakeface_tf.training.run_state import read_state, starting_model, truncate_history
 
@@ -68,7 +68,7 @@ def _fit_epochs(model: keras.Model, cfg: Config, run: RunFolder, state: dict, da
                       initial_epoch=epochs_done,
                       steps_per_epoch=None if fit_model is not model else data.fixed_steps,
                       callbacks=training_callbacks(run, cfg.training, state, model, started)
-                      + list(extra_callbacks or []),
+                      + progress_callbacks(progress) + list(extra_callbacks or []),
                       shuffle=False, verbose=runtime.verbosity(progress))
     except KeyboardInterrupt:
         log.warning(f"\ninterrupted; continue with: fakeface train --resume {run.path}")

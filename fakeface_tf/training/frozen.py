@@ -19,11 +19,11 @@ import math
 import keras
 import numpy as np
 
+from fakeface_tf.core import logs
 from fakeface_tf.core.config import Config, ModelConfig
 from fakeface_tf.data import datasets, labelled
 from fakeface_tf.models.registry import frozen_outputs
 from fakeface_tf.training import frozen_cache
-from fakeface_tf.training.frozen_cache import Progress
 from fakeface_tf.training.stored_maps import Part, StoredMaps
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,7 @@ def _maps(frozen: keras.Model, dataset, flips: bool, what: str, faces: int):
     once and held in memory: (maps, maps of the mirrored images or None, labels)."""
     views = 2 if flips else 1
     stores, labels = [[] for _ in range(views)], []
-    progress = Progress(f"frozen layers over the {what}", faces)
+    progress = logs.Progress(f"frozen layers over the {what}", faces)
     for images, y in dataset:
         for store, values in zip(stores, frozen_cache.run_views(frozen, images, views)):
             store.append(values)

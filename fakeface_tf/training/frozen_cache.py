@@ -30,7 +30,6 @@ import logging
 import math
 import os
 import shutil
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -38,6 +37,7 @@ from typing import Callable
 import numpy as np
 import tensorflow as tf
 
+from fakeface_tf.core import logs
 from fakeface_tf.core.config import CACHE_ENV, cache_root
 from fakeface_tf.core.errors import FakefaceError
 from fakeface_tf.core.files import sha256, write_text_atomic
@@ -49,7 +49,6 @@ FORMAT = 1  # bump when the stored layout changes: old stores are then never mat
 MANIFEST = "manifest.json"
 RAM_CACHE_BYTES = 1 << 30  # what is smaller than this may be held in memory (auto modes)
 SHARD_BYTES = 64 << 20  # about this much per shard: the unit of the file-level shuffle
-PROGRESS_SECONDS = 5.0  # the frozen pass logs its progress at least this often
 
 
 def root() -> Path:
@@ -280,7 +279,7 @@ def run_views(frozen, images, views: int) -> list[list[np.ndarray]]:
 
 def _examples(frozen, source: Source, views: int):
     """Serialized stored faces, computed batch by batch, with progress logged."""
-    progress = Progress(f"frozen layers over the {source.name}", source.count())
+    progress = logs.Progress(f"frozen layers over the {source.name}", source.count())
     index = 0
     for images, labels, paths in source.batches():
         maps = run_views(frozen, images, views)
@@ -295,27 +294,6 @@ def _examples(frozen, source: Source, views: int):
             index += 1
         progress.update(len(labels))
     progress.done()
-
-
-class Progress:
-    """Logs 'WHAT: done / total faces' at most every PROGRESS_SECONDS, and at the end."""
-
-    def __init__(self, what: str, total: int | None):
-        self.what, self.total, self.done_faces = what, total, 0
-        self.started = self.last = time.monotonic()
-        log.info("%s: %s faces", what, total if total is not None else "?")
-
-    def update(self, faces: int) -> None:
-        self.done_faces += faces
-        now = time.monotonic()
-        if now - self.last >= PROGRESS_SECONDS:
-            self.last = now
-            log.info("%s: %d / %s faces (%.0f s)", self.what, self.done_faces,
-                     self.total if self.total is not None else "?", now - self.started)
-
-    def done(self) -> None:
-        log.info("%s: %d faces in %.0f s", self.what, self.done_faces,
-                 time.monotonic() - self.started)
 
 
 def ensure(frozen, sources: list[tuple[Source, int]]) -> list[Store]:

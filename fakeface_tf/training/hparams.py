@@ -9,20 +9,9 @@ from tensorboard.plugins.hparams import api as hp
 
 from fakeface_tf.core.config import Config
 from fakeface_tf.core.run_folder import RunFolder
+from fakeface_tf.core.text import flat_config
 
 MARKER = "hparams.done"  # in tensorboard/: the session is written; a resumed run keeps it
-
-
-def flat_config(values: dict, prefix: str = "") -> dict:
-    """The config as {"section.key": value}, values as TensorBoard takes them (bool, int, float,
-    str; anything else, lists included, as text)."""
-    out = {}
-    for key, value in values.items():
-        if isinstance(value, dict):
-            out.update(flat_config(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value if isinstance(value, (bool, int, float, str)) else str(value)
-    return out
 
 
 def write_hparams(cfg: Config, run: RunFolder) -> None:

@@ -35,7 +35,7 @@ from fakeface_tf.core.config import Config
 from fakeface_tf.core.run_folder import RunFolder
 from fakeface_tf.models.registry import compile_metrics
 from fakeface_tf.training import inputs, runtime
-from fakeface_tf.training.callbacks import training_callbacks
+from fakeface_tf.training.callbacks import progress_callbacks, training_callbacks
 from fakeface_tf.training.fitting import Fitted
 from fakeface_tf.training.inputs import TrainingData
 from fakeface_tf.training.run_state import read_state, starting_model, truncate_history
@@ -59,7 +59,8 @@ def fit(cfg: Config, run: RunFolder | None, progress: bool,
         if chief:
             truncate_history(out.history, epochs_done)
         if epochs_done < cfg.training.epochs and not state.get("stopped_early"):
-            callbacks = training_callbacks(out, cfg.training, state, model) + list(extra_callbacks or [])
+            callbacks = (training_callbacks(out, cfg.training, state, model)
+                         + progress_callbacks(progress and chief) + list(extra_callbacks or []))
             _fit_epochs(model, cfg, dist, data, callbacks, epochs_done, progress and chief,
                         run.path if chief else "RUN_DIR (the chief's run folder)")
         # The chief alone evaluates and exports, outside the strategy: no collective ops

@@ -17,8 +17,8 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
+from fakeface_tf.core import logs
 from fakeface_tf.training.frozen import CachedMaps
-from fakeface_tf.training.frozen_cache import Progress
 from fakeface_tf.training.stored_maps import StoredMaps
 
 log = logging.getLogger(__name__)
@@ -89,7 +89,7 @@ def _feature_batches(model: keras.Model, cut: list | None, batches, what: str):
             extract = keras.Model(source[0] if len(source) == 1 else source, features)
     else:
         extract = keras.Model(model.inputs, features)
-    progress = Progress(f"probe features of the {what}", total)
+    progress = logs.Progress(f"probe features of the {what}", total)
     for x, y in batches:
         values = extract(x, training=False) if extract is not None else x
         y = np.asarray(y, np.float32)

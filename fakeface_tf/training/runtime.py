@@ -60,5 +60,6 @@ def precision(training: TrainingConfig):
 
 
 def verbosity(progress: bool) -> int:
-    """Keras progress bar on a terminal, one line per epoch in a log file, nothing if off."""
-    return (1 if sys.stdout.isatty() else 2) if progress else 0
+    """Keras' progress bar on a terminal; elsewhere (a notebook, a log file) nothing from
+    Keras: callbacks.LogProgress logs how far training is instead."""
+    return 1 if progress and sys.stdout.isatty() else 0

@@ -46,12 +46,12 @@ def _new_run_dir(cfg: Config, runs_dir: Path) -> Path:
 
 
 def _fit(cfg: Config, run: RunFolder | None, progress: bool, saved_models_dir: Path,
-         extra_callbacks: list | None) -> Path | None:
+         extra_callbacks: list | None, parent: tracking.Tracker | None = None) -> Path | None:
     """Train (or continue, per state.json) with the loop `cfg.distribute` asks for, then
     evaluate, export and publish the best model. None on a multi-worker run's workers other
     than the chief (which start with no run folder): the chief alone finalises."""
     loop = multiworker.fit if cfg.distribute == "multiworker" else fitting.fit
-    tracker = tracking.start(cfg, run) if run is not None else None  # the MLflow mirror
+    tracker = tracking.start(cfg, run, parent) if run is not None else None  # the MLflow mirror
     if run is not None:
         write_hparams(cfg, run)  # TensorBoard's HParams view of the same settings
     # the mirror first: an extra callback that stops the fit still finds the epoch logged
@@ -71,12 +71,13 @@ def _saved_models_dir(runs_dir: Path, saved_models_dir) -> Path:
 
 
 def train(cfg: Config, runs_dir: str | Path = "runs", progress: bool = True,
-          saved_models_dir: str | Path | None = None, callbacks: list | None = None) -> Path | None:
+          saved_models_dir: str | Path | None = None, callbacks: list | None = None,
+          tracking_parent: tracking.Tracker | None = None) -> Path | None:
     """Train `cfg` into a new run folder under `runs_dir` and return that folder (None on a
     multi-worker run's workers other than the chief, which writes the folder).
 
-    `callbacks` are extra Keras callbacks (tune reports through them); `saved_models_dir`
-    defaults to `saved_models/` beside `runs_dir`.
+    `callbacks` are extra Keras callbacks; `saved_models_dir` defaults to `saved_models/`
+    beside `runs_dir`; `tracking_parent` nests the MLflow run under a tune search's.
     """
     cfg.validate()
     runs_dir = Path(runs_dir)
@@ -92,7 +93,7 @@ def train(cfg: Config, runs_dir: str | Path = "runs", progress: bool = True,
     save_cut(run.path, cut)
     save_environment(run.path, cfg)
     log.info(f"run folder: {run.path}")
-    return _fit(cfg, run, progress, published, callbacks)
+    return _fit(cfg, run, progress, published, callbacks, tracking_parent)
 
 
 def resume(run_dir: str | Path, progress: bool = True, saved_models_dir: str | Path | None = None,

@@ -22,6 +22,7 @@ import keras_tuner as kt
 from fakeface_tf.core.config import Config, apply_overrides, config_file
 from fakeface_tf.core.errors import FakefaceError
 from fakeface_tf.core.yaml_loading import read_yaml
+from fakeface_tf.training import tracking
 from fakeface_tf.training.runs import run_results
 from fakeface_tf.training.train import train
 
@@ -31,16 +32,17 @@ _RANGE_HELP = "needs {choices: [...]} or {min: .., max: ..}"
 class RunTuner(kt.RandomSearch):
     """RandomSearch whose trial is `train()` of the base config with the trial's values set."""
 
-    def __init__(self, cfg: Config, runs_dir: Path, progress: bool, **kwargs):
+    def __init__(self, cfg: Config, runs_dir: Path, progress: bool,
+                 parent: tracking.Tracker | None = None, **kwargs):
         super().__init__(**kwargs)
-        self.cfg, self.runs_dir, self.progress = cfg, runs_dir, progress
+        self.cfg, self.runs_dir, self.progress, self.parent = cfg, runs_dir, progress, parent
         self.run_dirs: list[Path] = []
 
     def run_trial(self, trial, *args, **kwargs):
         values = trial.hyperparameters.values
         cfg = apply_overrides(self.cfg, [f"{k}={v}" for k, v in values.items()])
         cfg.name = f"{self.cfg.name}-trial{trial.trial_id}"
-        run_dir = train(cfg, self.runs_dir, progress=self.progress)
+        run_dir = train(cfg, self.runs_dir, progress=self.progress, tracking_parent=self.parent)
         self.run_dirs.append(run_dir)
         return {"val_auc": run_results(run_dir)["val_auc"]}
 
@@ -80,20 +82,32 @@ def load_space(path: str | Path, cfg: Config) -> kt.HyperParameters:
 
 def tune(cfg: Config, space: str | Path, trials: int, runs_dir: str | Path = "runs",
          progress: bool = True) -> list[Path]:
-    """Run `trials` random-search trials and return their run folders."""
+    """Run `trials` random-search trials and return their run folders. Tracked, the search
+    is one MLflow run with the space as parameters and its trials nested under it."""
     if trials < 1:
         raise FakefaceError("--trials must be >= 1")
     runs_dir = Path(runs_dir)
+    hyperparameters = load_space(space, cfg)
+    name = f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    parent = tracking.start_search(cfg, runs_dir, f"tune-{name}",
+                                   {**read_yaml(config_file(Path(space))), "trials": trials})
     tuner = RunTuner(
-        cfg, runs_dir, progress,
-        hyperparameters=load_space(space, cfg),
+        cfg, runs_dir, progress, parent,
+        hyperparameters=hyperparameters,
         tune_new_entries=False,
         objective=kt.Objective("val_auc", direction="max"),
         max_trials=trials,
         seed=cfg.training.seed,
         directory=str(runs_dir / "tuner"),
-        project_name=f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}",
+        project_name=name,
         overwrite=True,
     )
     tuner.search()
+    tracking.finish_search(parent, _best(tuner.run_dirs))
     return tuner.run_dirs
+
+
+def _best(run_dirs: list[Path]) -> dict | None:
+    """The trial with the highest validation AUC: its figures and run folder."""
+    results = [{**run_results(d), "run_folder": str(d)} for d in run_dirs]
+    return max(results, key=lambda r: r["val_auc"] or 0.0, default=None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 
 import keras
 import numpy as np
@@ -283,6 +284,30 @@ def test_fairness_command_writes_the_report(pairs_setup, capsys):
         assert (out / name).stat().st_size > 0
     printed = capsys.readouterr().out
     assert "Binary comparisons" in printed and "Female vs Male" in printed
+
+
+def test_fairness_of_a_tracked_model_logs_its_headline_figures_to_its_run(pairs_setup, tmp_path):
+    mlflow = pytest.importorskip("mlflow")
+    from fakeface_tf.core.run_folder import RunFolder
+
+    folder, labels, model = pairs_setup
+    tracked = tmp_path / "model"
+    tracked.mkdir()
+    shutil.copy(model, tracked / model.name)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = mlflow.tracking.MlflowClient(uri)
+    run_id = client.create_run(client.create_experiment(
+        "x", (tmp_path / "artifacts").as_uri())).info.run_id
+    RunFolder(tracked).mlflow_run.write_text(json.dumps({"run_id": run_id, "tracking_uri": uri}))
+    report = fairness.assess(tracked / model.name, labels, threshold=0.5, progress=False)
+    logged = client.get_run(run_id).data.metrics
+    everyone = report["groups"].query("attribute == 'all'").iloc[0]
+    assert logged["fairness.all.fpr"] == pytest.approx(everyone["fpr"])
+    assert logged["fairness.rows"] == report["rows"]
+    assert logged["fairness.flags"] == len(report["flags"])
+    assert logged["fairness.equalized_odds.gender"] == pytest.approx(
+        report["equalized_odds"]["gender"]["value"])
+    assert "fairness" in {a.path for a in client.list_artifacts(run_id)}
 
 
 def test_fairness_compare_of_a_model_with_itself_changes_nothing(pairs_setup, capsys):

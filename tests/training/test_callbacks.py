@@ -125,3 +125,21 @@ def test_early_stopping_ends_the_fit_after_patience_epochs_without_a_better_val_
         early_stopping=2)
     assert pd.read_csv(run.history)["epoch"].tolist() == [0, 1, 2]
     assert json.loads(run.state.read_text())["epochs_done"] == 3
+
+
+def test_progress_off_a_terminal_is_logged_per_epoch_and_between_steps(monkeypatch, caplog):
+    from fakeface_tf.core import logs
+    from fakeface_tf.training import callbacks, runtime
+
+    monkeypatch.setattr(logs, "PROGRESS_SECONDS", 0.0)  # every step reports
+    assert runtime.verbosity(True) == 0  # pytest's captured stdout is no terminal
+    (logger,) = callbacks.progress_callbacks(True)
+    assert callbacks.progress_callbacks(False) == []
+    caplog.set_level("INFO", logger="fakeface_tf")
+    tiny_model().fit(X, Y, validation_data=(X, Y), batch_size=16, epochs=2, verbose=0,
+                     callbacks=[logger])
+    lines = caplog.messages
+    assert "epoch 1/2: 4 / 4 steps" in " ".join(lines)
+    assert any(m.startswith("epoch 2/2 validation: 4 / ? steps") for m in lines)
+    ends = [m for m in lines if m.startswith("epoch ") and " s, " in m and "loss " in m]
+    assert len(ends) == 2 and "val_auc" in ends[-1]

@@ -6,7 +6,7 @@ import tensorflow as tf
 
 from fakeface_tf.core.config import load_config
 from fakeface_tf.core.run_folder import RunFolder
-from fakeface_tf.training.hparams import flat_config
+from fakeface_tf.core.text import flat_config
 
 
 def test_a_run_writes_its_config_as_an_hparams_session(tiny_run):

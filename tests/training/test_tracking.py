@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -133,3 +134,54 @@ def test_runs_filters_by_an_mlflow_search_of_metrics_and_parameters(tracked_run,
 def test_where_without_a_store_says_how_to_make_one(tmp_path):
     with pytest.raises(FakefaceError, match="does not exist: fakeface track-import"):
         tracking.search_folders(tmp_path, "metrics.best_auc > 0.9")
+
+
+@pytest.mark.slow
+def test_evaluate_robustness_and_card_log_to_the_run_they_evaluate(tracked_run, tiny_records):
+    from fakeface_tf.analysis import card, evaluate, robustness
+
+    run_id = json.loads(RunFolder(tracked_run).mlflow_run.read_text())["run_id"]
+    result = evaluate.evaluate(tracked_run, tiny_records, threshold=0.5, progress=False)
+    sweep = robustness.robustness(tracked_run, tiny_records, progress=False)
+    card.write_card(tracked_run)
+    client = mlflow.tracking.MlflowClient(tracking.tracking_uri(tracked_run.parent))
+    logged = client.get_run(run_id).data.metrics
+    report = Path(result["out"]).name
+    assert logged[f"{report}.roc_auc"] == pytest.approx(result["roc_auc"])
+    assert logged[f"{report}.counts.total"] == result["counts"]["total"]
+    swept = Path(sweep.attrs["out"]).name
+    for row in sweep.to_dict("records"):
+        assert logged[f"{swept}.{row['condition']}.accuracy"] == pytest.approx(row["accuracy"])
+    artifacts = {a.path for a in client.list_artifacts(run_id)}
+    assert {report, swept, "MODEL_CARD.md"} <= artifacts
+    assert "metrics.json" in {Path(a.path).name for a in client.list_artifacts(run_id, report)}
+
+
+def test_a_report_on_an_untracked_folder_or_a_gone_store_logs_nothing(tmp_path):
+    assert tracking.log_report(tmp_path, "eval-x", {"roc_auc": 0.9}) is None  # no mlflow_run.json
+    RunFolder(tmp_path).mlflow_run.write_text(json.dumps(
+        {"run_id": "abc", "tracking_uri": f"sqlite:///{tmp_path / 'gone' / 'mlflow.db'}"}))
+    assert tracking.log_report(tmp_path, "eval-x", {"roc_auc": 0.9}) is None
+    assert not (tmp_path / "gone").exists()  # not recreated empty
+
+
+@pytest.mark.slow
+def test_a_tune_search_is_one_parent_run_with_its_trials_nested(tiny_records, tmp_path):
+    import yaml
+
+    from fakeface_tf.training.tune import tune
+
+    space = tmp_path / "space.yaml"
+    space.write_text(yaml.safe_dump({"model.dropout": {"choices": [0.1, 0.4]}}))
+    cfg = tiny_config(tiny_records, "training.tracking=on", "training.epochs=1")
+    trials = tune(cfg, space, 2, tmp_path / "runs", progress=False)
+    runs = _runs(tmp_path / "runs")
+    parents = runs[runs["tags.kind"] == "tune search"]
+    assert len(parents) == 1 and len(runs) == 3
+    parent = parents.iloc[0]
+    children = runs[runs["tags.mlflow.parentRunId"] == parent["run_id"]]
+    assert sorted(children["tags.run_folder"]) == sorted(str(t.resolve()) for t in trials)
+    assert parent["params.space.model.dropout"] == str({"choices": [0.1, 0.4]})
+    best = max(json.loads((t / "metrics.json").read_text())["auc"] for t in trials)
+    assert parent["metrics.best_trial.val_auc"] == pytest.approx(best)
+    assert parent["status"] == "FINISHED"
