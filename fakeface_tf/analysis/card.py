@@ -7,7 +7,6 @@ saying so, never an error, so a card can be written at any stage of a model's li
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from fakeface_tf.analysis.card_verdicts import band_section, calibration_section
 from fakeface_tf.analysis.evaluate import EVAL_PREFIX
 from fakeface_tf.analysis.generalisation import generalisation_section
 from fakeface_tf.analysis.fairness_output import NO_FLAGS, REPORT_DIR, REPORT_FILE
-from fakeface_tf.core.config import DATA_ENV, DEFAULT_DATA_ROOT, REPO_ROOT, records_dir
+from fakeface_tf.core.config import portable_path, records_dir
 from fakeface_tf.core.errors import FakefaceError
 from fakeface_tf.core.run_folder import CARD_FILE, METRICS_FILE, RunFolder
 from fakeface_tf.core.files import read_json_object
@@ -38,19 +37,6 @@ FAIRNESS_COLUMNS = ("attribute", "group", "n", "n_no_face", "fpr", "fpr_lo", "fp
 def _records_dir(config) -> Path | None:
     path = records_dir(config.data.path)
     return path if path.is_dir() else None
-
-
-def _portable(path) -> str:
-    """A source path as the card shows it, never a machine's absolute path: under the data root
-    as `$FAKEFACE_DATA/...`, under the checkout relative to it, else its last part alone."""
-    path = Path(path)
-    if not path.is_absolute():
-        return path.as_posix()
-    data = Path(os.environ.get(DATA_ENV) or DEFAULT_DATA_ROOT).expanduser()
-    for base, prefix in ((data, f"${DATA_ENV}/"), (REPO_ROOT, "")):
-        if path.resolve().is_relative_to(base.resolve()):
-            return prefix + path.resolve().relative_to(base.resolve()).as_posix()
-    return path.name
 
 
 def _architecture(loaded) -> str:
@@ -138,7 +124,7 @@ def _header(loaded) -> str:
         f"Generated {time.strftime('%Y-%m-%d %H:%M')} by `fakeface card` from the files in this folder.",
         "",
         "## Model",
-        f"- File: `{loaded.path.relative_to(loaded.root) if loaded.path.is_relative_to(loaded.root) else _portable(loaded.path)}`",
+        f"- File: `{loaded.path.relative_to(loaded.root) if loaded.path.is_relative_to(loaded.root) else portable_path(loaded.path)}`",
         _architecture(loaded),
         f"- Parameters: {params:,}" if params is not None else "- Parameters: unknown (SavedModel only)",
         f"- Input: {loaded.image_size}x{loaded.image_size} {'gray' if loaded.channels == 1 else 'RGB'} "
@@ -160,7 +146,7 @@ def _data(loaded) -> str:
     records = _records_dir(loaded.config)
     if records is None:
         return "\n".join(lines + [f"Training records `{loaded.config.data.path}` are not on this machine."])
-    lines.append(f"Face-crop TFRecords: `{_portable(records)}`.")
+    lines.append(f"Face-crop TFRecords: `{portable_path(records)}`.")
     summary = read_json_object(records / SUMMARY_FILE)
     if summary and isinstance(summary.get("counts"), dict):
         rows = []
@@ -174,7 +160,7 @@ def _data(loaded) -> str:
         lines += [f"\n> warning: {w}" for w in summary.get("warnings", [])]
         source = summary.get("settings", {}).get("src")
         if source:
-            lines.append(f"\nSource images: `{_portable(source)}` ({summary['settings'].get('layout', '')}).")
+            lines.append(f"\nSource images: `{portable_path(source)}` ({summary['settings'].get('layout', '')}).")
     else:
         lines.append(f"\nNo {SUMMARY_FILE} beside the records: counts unavailable.")
     return "\n".join(lines)

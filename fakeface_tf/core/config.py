@@ -71,6 +71,19 @@ def data_root(root: str | os.PathLike | None = None) -> Path:
     return path
 
 
+def portable_path(path: str | os.PathLike) -> str:
+    """A path as reports show it (the card, the registry), never a machine's absolute path: under the data root
+    as `$FAKEFACE_DATA/...`, under the checkout relative to it, else its last part alone."""
+    path = Path(path)
+    if not path.is_absolute():
+        return path.as_posix()
+    data = Path(os.environ.get(DATA_ENV) or DEFAULT_DATA_ROOT).expanduser()
+    for base, prefix in ((data, f"${DATA_ENV}/"), (REPO_ROOT, "")):
+        if path.resolve().is_relative_to(base.resolve()):
+            return prefix + path.resolve().relative_to(base.resolve()).as_posix()
+    return path.name
+
+
 def cache_root() -> Path:
     """Where derived files are kept between runs (face crops, converted weights):
     $FAKEFACE_CACHE, else data/cache/ in the checkout, else the user cache folder

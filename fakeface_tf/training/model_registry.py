@@ -15,7 +15,7 @@ import os
 import time
 from pathlib import Path
 
-from fakeface_tf.core.config import load_config, records_dir, work_root
+from fakeface_tf.core.config import load_config, portable_path, records_dir, work_root
 from fakeface_tf.core.errors import FakefaceError
 from fakeface_tf.core.files import read_json_object, write_text_atomic
 from fakeface_tf.core.run_folder import METRICS_FILE, RunFolder
@@ -51,22 +51,13 @@ def version_tags(root: Path, weights: Path) -> dict[str, str]:
     data, source = _data_hash(root)
     tags = {HASH_TAG: model_version.content_hash(weights), "data.hash": data,
             "data.hash_source": source, "git.commit": git.get("commit"),
-            "git.dirty": git.get("dirty"), "model_folder": _portable(root)}
+            "git.dirty": git.get("dirty"), "model_folder": portable_path(root)}
     validation = read_json_object(RunFolder(root).metrics) or {}
     tags.update({f"validation.{k}": validation.get(k) for k in ("accuracy", "auc", "f1")})
     for report in sorted(root.glob(f"*/{METRICS_FILE}")):
         figures = read_json_object(report) or {}
         tags.update({f"{report.parent.name}.{k}": figures.get(k) for k in REPORT_FIGURES})
     return {k: str(v) for k, v in tags.items() if v is not None}
-
-
-def _portable(path: Path) -> str:
-    """A path as the checkout names it (saved_models/reference), absolute outside it."""
-    path = path.resolve()
-    try:
-        return str(path.relative_to(work_root().resolve()))
-    except ValueError:
-        return str(path)
 
 
 def _existing(client, name: str, weights_hash: str):

@@ -1,5 +1,7 @@
 """The main job end to end on a miniature copy of the sample layout."""
 
+import importlib.util
+import json
 import re
 import shutil
 
@@ -7,6 +9,8 @@ import pandas as pd
 import pytest
 
 from fakeface_tf.cli import main
+from fakeface_tf.core.run_folder import RunFolder
+from fakeface_tf.training import tracking
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +41,7 @@ def test_main_job_preprocesses_trains_evaluates_audits_and_writes_a_card(mini_da
     assert "test split: accuracy" in out and "model card:" in out
     assert re.search(r"Done in \d+ s \(preprocess \d+ s, train \d+ s, evaluate \d+ s, "
                      r"fairness \d+ s, card \d+ s\)", out)
-    (run_dir,) = [p for p in runs.iterdir() if p.is_dir()]
+    (run_dir,) = [p for p in runs.iterdir() if RunFolder(p).is_run()]  # beside: the MLflow store
     assert (tmp_path / "records" / "manifest.csv").is_file()
     assert (run_dir / "model.keras").is_file() and (run_dir / "threshold.json").is_file()
     assert list(run_dir.glob("eval-*/metrics.json")) and list(run_dir.glob("robustness-*/robustness.csv"))
@@ -46,6 +50,13 @@ def test_main_job_preprocesses_trains_evaluates_audits_and_writes_a_card(mini_da
     published = tmp_path / "saved_models" / run_dir.name  # with the threshold that decides verdicts
     assert (published / "threshold.json").read_bytes() == (run_dir / "threshold.json").read_bytes()
     assert out.count(f"run folder: {run_dir}") == 1
+    if importlib.util.find_spec("mlflow"):  # the [track] extra: the run's mirror has the reports
+        known = json.loads(RunFolder(run_dir).mlflow_run.read_text())
+        logged = tracking.mlflow_client(known["tracking_uri"]).get_run(known["run_id"]).data.metrics
+        (test_eval,) = run_dir.glob("eval-*-test/metrics.json")
+        figures = json.loads(test_eval.read_text())
+        assert logged[f"{test_eval.parent.name}.accuracy"] == pytest.approx(figures["accuracy"])
+        assert any(k.startswith("fairness.") for k in logged)
     assert out.rstrip().endswith(f"  fakeface predict IMAGE --model {published}\n"
                                  f"  fakeface serve --model {published}\n"
                                  f"  fakeface evaluate {published} {tmp_path / 'records'}")
