@@ -167,3 +167,11 @@ def test_a_whole_image_backbone_sees_the_source_images_not_the_crops(tiny_record
     expected = np.array([shade[p] for p in faces.paths], np.float32)
     np.testing.assert_allclose(faces.features[:, 0, 0], expected, atol=1.0)
     np.testing.assert_allclose(faces.features[:, 1, 0], expected, atol=1.0)
+
+
+def test_surest_accuracy_keeps_the_faces_with_the_largest_logits():
+    labels = np.array([1, 0, 1, 0, 1, 0, 1, 0, 1, 0])
+    scores = np.array([5.0, -4.0, 3.0, -2.0, 1.5, -1.2, 0.9, 0.8, -0.1, 0.05])  # last 3 wrong
+    assert crossval.surest_accuracy(labels, scores, coverage=0.7) == 1.0  # 7 surest: all right
+    assert crossval.surest_accuracy(labels, scores, coverage=0.8) == pytest.approx(7 / 8)
+    assert crossval.surest_accuracy(labels, scores, coverage=1.0) == pytest.approx(0.7)
