@@ -44,6 +44,19 @@ def read_json_object(path: str | os.PathLike) -> dict | None:
     return value if isinstance(value, dict) else None
 
 
+def read_dataclass(path: str | os.PathLike, cls, what: str):
+    """The dataclass `cls` from the JSON object in `path` (keys it does not know ignored), or
+    None when there is no file; a file that is not one names itself as not a `what` file."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        values = json.loads(path.read_text())
+        return cls(**{k: values[k] for k in cls.__dataclass_fields__ if k in values})
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        raise FakefaceError(f"{path} is not a {what} file: {exc}") from exc
+
+
 def sha256(path: str | os.PathLike) -> str:
     """Hex SHA-256 of a local file, read a megabyte at a time."""
     digest = hashlib.sha256()

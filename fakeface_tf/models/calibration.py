@@ -19,8 +19,7 @@ from pathlib import Path
 import numpy as np
 from scipy.special import expit, logit
 
-from fakeface_tf.core.errors import FakefaceError
-from fakeface_tf.core.files import write_text_atomic
+from fakeface_tf.core.files import read_dataclass, write_text_atomic
 from fakeface_tf.core.run_folder import RunFolder
 
 METHODS = ("temperature", "platt")
@@ -68,14 +67,7 @@ class Calibration:
 
 def read_calibration(folder: str | Path) -> Calibration | None:
     """The map saved beside a model (calibration.json), or None when it has none."""
-    path = RunFolder(folder).calibration
-    if not path.is_file():
-        return None
-    try:
-        values = json.loads(path.read_text())
-        return Calibration(**{k: values[k] for k in Calibration.__dataclass_fields__ if k in values})
-    except (OSError, ValueError, TypeError, KeyError) as exc:
-        raise FakefaceError(f"{path} is not a calibration file: {exc}") from exc
+    return read_dataclass(RunFolder(folder).calibration, Calibration, "calibration")
 
 
 def write_calibration(folder: str | Path, calibration: Calibration) -> Path:

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from fakeface_tf.core.errors import FakefaceError
-from fakeface_tf.core.files import write_text_atomic
+from fakeface_tf.core.files import read_dataclass, write_text_atomic
 from fakeface_tf.core.run_folder import RunFolder
 
 UNCERTAIN = "uncertain"
@@ -54,13 +54,9 @@ class Band:
 def read_band(folder: str | Path) -> Band | None:
     """The band saved beside a model, or None when it has none."""
     path = RunFolder(folder).conformal
-    if not path.is_file():
+    band = read_dataclass(path, Band, "band")
+    if band is None:
         return None
-    try:
-        values = json.loads(path.read_text())
-        band = Band(**{k: values[k] for k in Band.__dataclass_fields__ if k in values})
-    except (ValueError, TypeError, KeyError) as exc:
-        raise FakefaceError(f"{path} is not a band file: {exc}") from exc
     if not 0 <= band.low <= band.high <= 1:
         raise FakefaceError(f"{path}: low and high must satisfy 0 <= low <= high <= 1")
     return band

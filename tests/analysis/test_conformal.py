@@ -151,3 +151,18 @@ def test_evaluate_without_a_band_adds_no_verdict_column_and_no_band_keys(
 def test_alpha_out_of_range_exits_2_before_scoring(tiny_run, tiny_records, capsys):
     assert main(["evaluate", str(tiny_run), str(tiny_records), "--alpha", "1.5"]) == 2
     assert "alpha must be between 0 and 1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("text, why", [
+    ("{not json", "is not a band file: Expecting property name"),
+    ("[1, 2]", "is not a band file"),
+    ('{"low": 0.7, "high": 0.4, "alpha": 0.05, "n_calibration": 300}', "0 <= low <= high <= 1"),
+])
+def test_a_bad_band_file_is_a_clear_error_naming_the_file(tmp_path, text, why):
+    from fakeface_tf.core.run_folder import RunFolder
+
+    RunFolder(tmp_path).conformal.write_text(text)
+    with pytest.raises(FakefaceError, match=why) as error:
+        read_band(tmp_path)
+    assert str(RunFolder(tmp_path).conformal) in str(error.value)
+    assert read_band(tmp_path / "elsewhere") is None  # no file: no band
