@@ -198,8 +198,9 @@ def _training(loaded) -> str:
         lines.append(f"Environment: Python {env.get('python', '?')}, {versions}; devices "
                      f"{', '.join(env.get('devices', [])) or '?'}.")
     lines.append(_provenance(loaded.root, env or {}))
-    lines.append(f"Version: {model_version.version(loaded.root, loaded.path)} (the registry's, "
-                 f"from `fakeface register`, else the weights' content hash), as `serve` reports it.")
+    shown = model_version.version(loaded.root, model_version.content_hash(loaded.path))
+    lines.append(f"Version: {shown} (the registry's, from `fakeface register`, else the "
+                 f"weights' content hash), as `serve` reports it.")
     return "\n".join(lines)
 
 

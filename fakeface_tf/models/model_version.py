@@ -31,10 +31,9 @@ def registry_uri(name: str, version: int | str) -> str:
     return f"models:/{name}/{version}"
 
 
-def version(root: str | Path, model_path: str | Path) -> str:
+def version(root: str | Path, weights: str) -> str:
     """The registry version (models:/NAME/VERSION) that registered.json beside the model
-    names for these weights, else the weights' content hash."""
-    weights = content_hash(model_path)
+    names for the weights whose `content_hash` is `weights`, else that hash."""
     file = RunFolder(root).registered
     record = read_json_object(file) if file.is_file() else None
     if not record or not {"name", "version", "content_hash"} <= record.keys():
@@ -43,7 +42,7 @@ def version(root: str | Path, model_path: str | Path) -> str:
                         f"showing the content hash")
         return weights
     if record["content_hash"] != weights:
-        log.warning(f"{file} registered other weights ({record.get('content_hash')}, these are "
+        log.warning(f"{file} registered other weights ({record['content_hash']}, these are "
                     f"{weights}): showing the content hash; run fakeface register again")
         return weights
     return registry_uri(record["name"], record["version"])

@@ -33,6 +33,6 @@ def model_identity(detector: Detector) -> dict:
     """The loaded model's name, architecture and version (its registry version, else its
     weights' content hash): what it is, not where it lives."""
     model = detector.model
+    weights = model_version.content_hash(model.path)  # hashed once: a large model takes a while
     return {"name": model.root.name, "architecture": model.config.model.name if model.config else None,
-            "version": model_version.version(model.root, model.path),
-            "content_hash": model_version.content_hash(model.path)}
+            "version": model_version.version(model.root, weights), "content_hash": weights}

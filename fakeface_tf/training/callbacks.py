@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 import time
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from fakeface_tf.core.config import TrainingConfig
 from fakeface_tf.core.files import save_model_atomic, write_text_atomic
 from fakeface_tf.core.logs import Progress
 from fakeface_tf.core.run_folder import RunFolder
+from fakeface_tf.training import runtime
 
 log = logging.getLogger(__name__)
 
@@ -61,9 +61,9 @@ class LogProgress(keras.callbacks.Callback):
 
 
 def progress_callbacks(progress: bool) -> list:
-    """What shows training progress: Keras' own bar on a terminal (runtime.verbosity), else
-    LogProgress; nothing with progress off."""
-    return [LogProgress()] if progress and not sys.stdout.isatty() else []
+    """LogProgress wherever Keras shows no bar of its own (`runtime.verbosity`: off a
+    terminal); nothing with progress off."""
+    return [LogProgress()] if progress and not runtime.verbosity(progress) else []
 
 
 class LogLearningRate(keras.callbacks.Callback):

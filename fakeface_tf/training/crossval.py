@@ -93,7 +93,8 @@ def surest_accuracy(labels, scores, coverage: float = COVERAGE) -> float:
 def crossvalidate(matrices: dict[str, np.ndarray], labels, paths, k: int = 5,
                   seed: int = 0) -> pd.DataFrame:
     """One row per (recipe, fold): accuracy at P(fake) = 0.5, ROC-AUC, accuracy on the surest
-    COVERAGE of faces, the C picked, the fold's sizes. `matrices`: recipe -> (faces, features), rows in the order of `labels`."""
+    COVERAGE of faces, the C picked, the fold's sizes. `matrices`: recipe -> (faces,
+    features), rows in the order of `labels`."""
     labels, paths = np.asarray(labels), np.asarray(paths)
     fold, groups = folds(paths, labels, k, seed), np.array([identity(p) for p in paths])
     rows = []

@@ -30,10 +30,9 @@ HASH_TAG = "content_hash"
 REPORT_FIGURES = ("accuracy", "roc_auc", "recall")  # per shipped evaluation, as version tags
 
 
-def _data_hash(root: Path) -> tuple[str | None, str]:
-    """The records' hash from env.json (taken when training started), else from the records
-    the config names if they are on this machine; and where it came from."""
-    env = read_json_object(RunFolder(root).env) or {}
+def _data_hash(root: Path, env: dict) -> tuple[str | None, str]:
+    """The records' hash from `env` (env.json, taken when training started), else from the
+    records the config names if they are on this machine; and where it came from."""
     if (env.get("data") or {}).get("hash"):
         return env["data"]["hash"], "env.json at training"
     config = RunFolder(root).config
@@ -48,7 +47,7 @@ def version_tags(root: Path, weights: Path) -> dict[str, str]:
     """What a registered version records: hashes, commit, metrics of training and reports."""
     env = read_json_object(RunFolder(root).env) or {}
     git = env.get("git") or {}
-    data, source = _data_hash(root)
+    data, source = _data_hash(root, env)
     tags = {HASH_TAG: model_version.content_hash(weights), "data.hash": data,
             "data.hash_source": source, "git.commit": git.get("commit"),
             "git.dirty": git.get("dirty"), "model_folder": portable_path(root)}
@@ -87,7 +86,8 @@ def register(model_dir: str | os.PathLike, name: str | None = None,
                                               run_id=run_id, tags=tags)
         log.info(f"registered {root} as {model_version.registry_uri(name, version.version)}")
     else:
-        log.info(f"{root}: these weights are {model_version.registry_uri(name, version.version)} already")
+        log.info(f"{root}: these weights are already "
+                 f"{model_version.registry_uri(name, version.version)}")
     record = {"name": name, "version": int(version.version), HASH_TAG: tags[HASH_TAG],
               "data_hash": tags.get("data.hash"),
               "store": tracking.shown(client.tracking_uri, work_root()),

@@ -40,21 +40,25 @@ RUN_FIGURES = ("epochs", "train_seconds", "threshold")
 PARENT_TAG = "mlflow.parentRunId"  # MLflow's own tag: the UI nests a tune search's trials
 
 
+SQLITE = "sqlite:///"  # a local store's URI: this prefix, then the database file's path
+
+
 def tracking_uri(runs_dir: Path) -> str:
     """$MLFLOW_TRACKING_URI (a team server), else the SQLite store beside the run folders."""
-    return os.environ.get(URI_ENV) or f"sqlite:///{(Path(runs_dir) / MLFLOW_DB_FILE).resolve()}"
+    return os.environ.get(URI_ENV) or f"{SQLITE}{(Path(runs_dir) / MLFLOW_DB_FILE).resolve()}"
+
+
+def _sqlite_file(uri: str) -> Path | None:
+    """The database file of a local SQLite store's URI; None for any other store."""
+    return Path(uri[len(SQLITE):]) if uri.startswith(SQLITE) else None
 
 
 def shown(uri: str, base: Path | None = None) -> str:
     """A store's URI as a person reads it: a local SQLite file under `base` (default: the
     working folder) by its relative path (sqlite:///runs/mlflow.db), so logs, notebooks and
     registered.json name no machine's folders."""
-    prefix, base = "sqlite:///", (base or Path.cwd()).resolve()
-    if uri.startswith(prefix):
-        path = Path(uri[len(prefix):])
-        if path.is_relative_to(base):
-            return f"{prefix}{path.relative_to(base)}"
-    return uri
+    path, base = _sqlite_file(uri), (base or Path.cwd()).resolve()
+    return f"{SQLITE}{path.relative_to(base)}" if path and path.is_relative_to(base) else uri
 
 
 def _artifacts(runs_dir: Path) -> str | None:
@@ -297,25 +301,20 @@ def search_folders(runs_dir: str | os.PathLike, where: str) -> set[Path]:
 
 
 
-def _numbers(values: dict) -> dict[str, float]:
-    """The finite numbers of a nested report (counts.fake, band.coverage ...), flattened."""
-    return {k: float(v) for k, v in flat_config(values).items()
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))}
-
-
 def _reachable(uri: str) -> bool:
     """Whether a run's store is still there: a local SQLite file that is gone (a model folder
     copied to another machine) is not recreated empty."""
-    prefix = "sqlite:///"
-    return not uri.startswith(prefix) or Path(uri[len(prefix):]).is_file()
+    path = _sqlite_file(uri)
+    return path is None or path.is_file()
 
 
 def log_report(model_root: str | os.PathLike, report: str, figures: dict,
                out: str | os.PathLike | None = None) -> str | None:
     """Log a report on a tracked run (its folder has mlflow_run.json) to that MLflow run:
-    `figures`' numbers as `<report>.<name>` metrics and `out` as artifacts (a folder's files
-    under `<report>/`, a file as itself). Nothing for an untracked folder, without mlflow, or when its store is gone;
-    a failing store logs a warning. Returns the MLflow run id logged to, else None."""
+    `figures`' numbers, flattened (counts.fake, band.coverage ...), as `<report>.<name>`
+    metrics and `out` as artifacts (a folder's files under `<report>/`, a file as itself).
+    Nothing for an untracked folder, without mlflow, or when its store is gone; a failing
+    store logs a warning. Returns the MLflow run id logged to, else None."""
     known_file = RunFolder(model_root).mlflow_run
     if not known_file.is_file():
         return None
@@ -329,7 +328,8 @@ def log_report(model_root: str | os.PathLike, report: str, figures: dict,
 
     def mirror() -> str:
         tracker = Tracker(mlflow_client(known["tracking_uri"]), known["run_id"])
-        tracker.log_metrics({f"{report}.{k}": v for k, v in _numbers(figures).items()}, step=0)
+        # log_metrics keeps only the finite numbers of the flattened report
+        tracker.log_metrics({f"{report}.{k}": v for k, v in flat_config(figures).items()}, step=0)
         if out is not None and Path(out).is_dir():
             tracker.client.log_artifacts(tracker.run_id, str(out), artifact_path=report)
         elif out is not None and Path(out).is_file():

@@ -53,17 +53,37 @@ def test_a_model_is_registered_once_with_its_hashes_and_metrics(tiny_run, tiny_r
 def test_the_served_version_is_the_registry_version_while_the_weights_match(tmp_path, caplog):
     weights = tmp_path / "model.keras"
     weights.write_bytes(b"weights")
-    assert model_version.version(tmp_path, weights) == model_version.content_hash(weights)
+    assert model_version.version(tmp_path, model_version.content_hash(weights)) == model_version.content_hash(weights)
     record = {"name": "reference", "version": 3, "content_hash": model_version.content_hash(weights)}
     RunFolder(tmp_path).registered.write_text(json.dumps(record))
-    assert model_version.version(tmp_path, weights) == "models:/reference/3"
+    assert model_version.version(tmp_path, model_version.content_hash(weights)) == "models:/reference/3"
     weights.write_bytes(b"retrained")
-    assert model_version.version(tmp_path, weights) == model_version.content_hash(weights)
+    assert model_version.version(tmp_path, model_version.content_hash(weights)) == model_version.content_hash(weights)
     assert "registered other weights" in caplog.text
     RunFolder(tmp_path).registered.write_text("[]")
-    assert model_version.version(tmp_path, weights) == model_version.content_hash(weights)
+    assert model_version.version(tmp_path, model_version.content_hash(weights)) == model_version.content_hash(weights)
 
 
 def test_register_of_a_missing_model_is_a_clear_error(tmp_path, capsys):
     assert main(["register", str(tmp_path / "nothing")]) == 2
     assert "model not found" in capsys.readouterr().err
+
+
+def test_serve_and_the_card_name_the_registered_version(tiny_keras_model, tiny_run, tmp_path):
+    from fakeface_tf.analysis.card import write_card
+    from fakeface_tf.serving.answers import model_identity
+    from fakeface_tf.serving.inference import Detector
+
+    model = tmp_path / "served" / tiny_keras_model.name
+    model.parent.mkdir()
+    shutil.copy(tiny_keras_model, model)
+    weights = model_version.content_hash(model)
+    assert model_identity(Detector.load(model))["version"] == weights  # not registered yet
+    RunFolder(model.parent).registered.write_text(json.dumps(
+        {"name": "served", "version": 2, "content_hash": weights}))
+    identity = model_identity(Detector.load(model))
+    assert identity["version"] == "models:/served/2" and identity["content_hash"] == weights
+    run = shutil.copytree(tiny_run, tmp_path / "run")
+    RunFolder(run).registered.write_text(json.dumps(
+        {"name": "run", "version": 4, "content_hash": model_version.content_hash(run / "model.keras")}))
+    assert "Version: models:/run/4 " in write_card(run).read_text()
