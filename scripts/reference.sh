@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Rebuild saved_models/reference/ from the sample: 224 px RGB crops, configs/faceres.yaml
+# Rebuild saved_models/reference/ from the sample: 224 px RGB views of the photo around each
+# face (the recipe's cut, view "image"), configs/faceres.yaml
 # (pretrained FaceRes, fetched once from npm), and everything shipped beside it: threshold,
 # evaluations, robustness, fairness before/after, learning curve and card. The comparison
 # runs (frozen backbone, smaller training sets) land in runs/reference/ for `fakeface runs`.
@@ -16,12 +17,13 @@ if [ -n "$(git status --porcelain --untracked-files=no)" ] && [ "${ALLOW_DIRTY:-
   exit 1
 fi
 DATA="${FAKEFACE_DATA:-../shared/data}"
-RECORDS=data/records_rgb224_nolevel
+RECORDS=data/records_rgb224_image
+FACE_RECORDS=data/records_rgb224_face  # comparison (c): the face box alone
 OUT="${OUT:-saved_models/reference}"
 RUNS="${RUNS:-runs/reference}"
 latest() { ls -d "$RUNS/$1"-* | tail -1; }
 
-fakeface preprocess "$DATA/faces" "$RECORDS" --size 224 --color rgb --no-level
+fakeface preprocess "$DATA/faces" "$RECORDS"  # the recipe's cut (config.recipe_data)
 fakeface train configs/faceres.yaml --set name=reference --runs-dir "$RUNS" --quiet
 run="$(latest reference)"
 rm -rf "$OUT" && mkdir -p "$OUT"
@@ -34,9 +36,17 @@ fakeface evaluate "$OUT" "$DATA/faces_extra" --out "$OUT/eval-faces_extra"
 fakeface evaluate "$OUT" "$DATA/pairs/fake" --out "$OUT/eval-pairs_fake"  # pSp fakes: recall only, never trained on
 fakeface robustness "$OUT" "$RECORDS"
 fakeface fairness "$OUT" "$DATA/fairness/labels.csv"
+fakeface fairness-indist "$OUT"  # its own held-out faces: FPR on FFHQ reals, FNR on fakes
 
-# The comparisons: (a) the backbone frozen, only the head trained; the learning curve.
+# The comparisons: (a) the backbone frozen, only the head trained; (c) the face box alone, as
+# the reference was cut until 2026-12-05; the learning curve.
 fakeface train configs/faceres_frozen.yaml --runs-dir "$RUNS" --quiet
+fakeface preprocess "$DATA/faces" "$FACE_RECORDS" --view face
+fakeface train configs/faceres_face.yaml --runs-dir "$RUNS" --quiet
+fakeface evaluate "$(latest faceres_face)" "$FACE_RECORDS" --threshold auto --alpha 0.05 --save-threshold \
+  --out "$RUNS/eval-faceres_face"
+fakeface evaluate "$(latest faceres_face)" "$DATA/faces_extra" --out "$RUNS/eval-faceres_face-faces_extra"
+fakeface evaluate "$(latest faceres_face)" "$DATA/pairs/fake" --out "$RUNS/eval-faceres_face-pairs_fake"
 for fraction in 0.25 0.5; do
   fakeface train configs/faceres.yaml --set name=reference-train$fraction \
     data.train_fraction=$fraction --runs-dir "$RUNS" --quiet

@@ -11,7 +11,7 @@ import argparse
 import dataclasses
 
 from fakeface_tf.cli.options import add_progress_option, progress
-from fakeface_tf.core.config import load_config, recipe_data
+from fakeface_tf.core.config import VIEWS, load_config, recipe_data
 from fakeface_tf.core.errors import FakefaceError
 from fakeface_tf.core.text import short
 from fakeface_tf.data.faces import FaceOptions, face_options
@@ -34,7 +34,7 @@ def face_cut(args: argparse.Namespace) -> FaceOptions:
     """The cut to make: --config's (else the recipe's), with the options given overriding it."""
     base = face_options(load_config(args.config).data if args.config else recipe_data())
     given = {"size": args.size, "color": args.color, "margin": args.margin, "level": args.level,
-             "min_face": args.min_face, "min_confidence": args.min_confidence}
+             "view": args.view, "min_face": args.min_face, "min_confidence": args.min_confidence}
     return dataclasses.replace(base, **{k: v for k, v in given.items() if v is not None})
 
 
@@ -45,7 +45,7 @@ def add_preprocess_arguments(parser: argparse.ArgumentParser) -> None:
                                     "preprocess.json (with --runner beam also a URL)")
     recipe = face_options(recipe_data())
     parser.add_argument("--config", help="cut faces as this training config asks (data.image_size, "
-                                         "data.color, data.margin, data.level); default: the "
+                                         "data.color, data.margin, data.level, data.view); default: the "
                                          "shipped recipe's cut (configs/faceres.yaml)")
     parser.add_argument("--size", type=int, help=f"crop side in pixels (default {recipe.size})")
     parser.add_argument("--color", choices=("gray", "rgb"), help=f"default {recipe.color}")
@@ -66,6 +66,10 @@ def add_preprocess_arguments(parser: argparse.ArgumentParser) -> None:
                         help="rotate faces so the eyes are level; --no-level cuts whole pixels, "
                              "keeping pixel-level traces (default: "
                              f"{'--level' if recipe.level else '--no-level'})")
+    parser.add_argument("--view", choices=VIEWS,
+                        help="face: the face box and its margin; image: the photo's largest "
+                             "square around the face, all of a square photo (default "
+                             f"{recipe.view})")
     parser.add_argument("--limit", type=int, default=None,
                         help="at most N files per split and class (seeded pick; quick trials)")
     add_progress_option(parser)

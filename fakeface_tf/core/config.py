@@ -52,6 +52,10 @@ def work_root() -> Path:
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 SCHEDULES = ("constant", "cosine")
 COLORS = ("gray", "rgb")
+# What the model sees: the face box with its margin, or the photo's largest square around the
+# face (the whole of a square photo), which also shows hair, background and the generator's
+# traces outside the face (docs/results.md: frozen FaceRes gains on it in every fold).
+VIEWS = ("face", "image")
 STRATEGIES = ("none", "mirrored", "multiworker")
 CACHE_FROZEN = ("auto", "memory", "disk", "off")  # where training.cache_frozen keeps the maps
 
@@ -145,6 +149,7 @@ class DataConfig:
     color: str = "gray"  # gray | rgb
     margin: float = 0.2  # extra border around the face box, as a fraction of its size
     level: bool = True  # rotate faces so the eyes are level (False: plain pixel-exact cut)
+    view: str = "face"  # face: the face box and margin | image: the photo's square around the face
     fairness_labels: str = ""  # labels CSV whose training part is mixed into training
     fairness_weight: float = 1.0  # how many copies of each fairness face to mix in
     train_fraction: float = 1.0  # train on this share of the training split (learning curves)
@@ -155,10 +160,11 @@ class DataConfig:
 
 
 def recipe_data() -> DataConfig:
-    """The face cut of the shipped recipe (configs/faceres.yaml, saved_models/reference): 224 px
-    RGB, margin 0.2, not levelled. `fakeface preprocess` cuts it unless told otherwise, so its
-    records train the recipe as they are (tests/preprocess/test_default_cut.py: all three agree)."""
-    return DataConfig(image_size=224, color="rgb", margin=0.2, level=False)
+    """The face cut of the shipped recipe (configs/faceres.yaml, saved_models/reference): the
+    photo's square around the face (view "image"), 224 px RGB, not levelled. `fakeface
+    preprocess` cuts it unless told otherwise, so its records train the recipe as they are
+    (tests/preprocess/test_default_cut.py: all three agree)."""
+    return DataConfig(image_size=224, color="rgb", margin=0.2, level=False, view="image")
 
 
 @dataclass
@@ -298,6 +304,7 @@ class Config:
             (data.image_size >= 16, "data.image_size must be >= 16"),
             (data.color in COLORS, f"data.color must be {' or '.join(COLORS)}"),
             (data.margin >= 0, "data.margin must be >= 0"),
+            (data.view in VIEWS, f"data.view must be {' or '.join(VIEWS)}"),
             (data.fairness_weight >= 1 and float(data.fairness_weight).is_integer(),
              "data.fairness_weight must be a whole number >= 1 (copies of each fairness face)"),
             (0 < data.train_fraction <= 1, "data.train_fraction must be in (0, 1]"),

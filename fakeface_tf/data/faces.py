@@ -4,7 +4,8 @@ Preprocessing, evaluation, fairness and inference all call `extract_face` (or it
 twin `extract_faces`), so a model always sees crops made the same way. MTCNN finds the
 faces; the largest confident one is kept, rotated so its eye line is level, cut as a
 square centred on the face box with `margin` on every side, and resized with area
-interpolation. Where the square runs past the image edge, the edge pixels are replicated
+interpolation. A cut of view "image" keeps instead the photo's largest square that holds the
+face's centre (all of a square photo), unlevelled: what the model sees beyond the face. Where the square runs past the image edge, the edge pixels are replicated
 (no hard black borders a classifier could learn from). MTCNN misses faces that fill the
 frame (tight crops, often of small children): cuts of `retry` 1 look again (`_second_try`).
 """
@@ -23,7 +24,7 @@ import cv2
 import numpy as np
 from tqdm.auto import tqdm
 
-from fakeface_tf.core.config import color_channels
+from fakeface_tf.core.config import VIEWS, color_channels
 from fakeface_tf.core.errors import FakefaceError
 from fakeface_tf.core.files import write_text_atomic
 from fakeface_tf.core.run_folder import FACE_CUT_FILE as CUT_FILE
@@ -62,6 +63,7 @@ class FaceOptions:
     detector: str = field(default_factory=detector_version)
     # No confident face at first: 0 stops (cuts stored without the field), 1 tries `_second_try`.
     retry: int = RETRY
+    view: str = "face"  # face | image (config.VIEWS); margin and level apply to "face" only
 
     @property
     def channels(self) -> int:
@@ -73,7 +75,7 @@ class FaceOptions:
         unknown = set(values) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
             raise FakefaceError(f"{source}: unknown face-cut field(s) {', '.join(sorted(unknown))}")
-        return cls(**{"detector": "unknown", "retry": 0, **values})
+        return cls(**{"detector": "unknown", "retry": 0, "view": "face", **values})
 
     def differences(self, other: "FaceOptions", fields=None) -> list[str]:
         """'field: mine vs theirs' for each field (of `fields`, default all) that differs."""
@@ -241,15 +243,30 @@ def crop_transform(box, angle: float, margin: float, size: int) -> tuple[np.ndar
     return matrix * (size / side), side
 
 
+def image_square(shape: tuple, box) -> tuple[float, float, float, float]:
+    """View "image": the largest square of an image of `shape` centred as near the face box's
+    centre as the image allows (all of a square image), as a box x, y, side, side."""
+    height, width = shape[:2]
+    side = min(height, width)
+    x, y, w, h = box
+    left = min(max(x + w / 2.0 - side / 2.0, 0.0), width - side)
+    top = min(max(y + h / 2.0 - side / 2.0, 0.0), height - side)
+    return left, top, float(side), float(side)
+
+
 def _crop(image: np.ndarray, face: dict, options: FaceOptions) -> FaceCrop:
-    """Level, cut and resize the face; status too_small when its box is under min_face."""
+    """Level, cut and resize the face (or its image square, view "image"); status too_small
+    when its box is under min_face."""
     x, y, w, h = face["box"]
     common = dict(box=(x, y, w, h), confidence=face["confidence"], keypoints=face["keypoints"])
-    angle = eye_angle(face["keypoints"]) if options.level else 0.0
+    angle = eye_angle(face["keypoints"]) if options.level and options.view == "face" else 0.0
     if min(w, h) < options.min_face:
         return FaceCrop("too_small", f"largest face is {w:.0f}x{h:.0f} px, below min_face "
                         f"{options.min_face} px", angle=angle, **common)
-    transform, side = crop_transform(face["box"], angle, options.margin, options.size)
+    if options.view == "image":
+        transform, side = crop_transform(image_square(image.shape, face["box"]), 0.0, 0.0, options.size)
+    else:
+        transform, side = crop_transform(face["box"], angle, options.margin, options.size)
     # Warp at native resolution, then area-resize: no aliasing when shrinking big faces.
     native_side = max(int(round(side)), options.size)
     native = transform * (native_side / options.size)
@@ -299,9 +316,13 @@ def _second_try(images: list[np.ndarray], small: list[tuple[np.ndarray, float]],
     return out
 
 
+CONFIG_FIELDS = ("size", "color", "margin", "level", "view")  # the cut a training config sets
+
+
 def face_options(data) -> FaceOptions:
     """The FaceOptions a `config.DataConfig` asks for (size, colour, margin, levelling)."""
-    return FaceOptions(size=data.image_size, color=data.color, margin=data.margin, level=data.level)
+    return FaceOptions(size=data.image_size, color=data.color, margin=data.margin, level=data.level,
+                       view=data.view)
 
 def check_options(options: FaceOptions) -> None:
     """Refuse face options that would fail later, with a message naming the field."""
@@ -309,6 +330,8 @@ def check_options(options: FaceOptions) -> None:
         raise FakefaceError(f"face color must be gray or rgb, got {options.color!r}")
     if options.size < 8 or options.margin < 0:
         raise FakefaceError(f"face size must be >= 8 and margin >= 0, got {options}")
+    if options.view not in VIEWS:
+        raise FakefaceError(f"face view must be {' or '.join(VIEWS)}, got {options.view!r}")
     if options.retry not in (0, 1):
         raise FakefaceError(f"face retry must be 0 or 1 (a newer cut?), got {options.retry!r}")
 

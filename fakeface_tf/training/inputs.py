@@ -12,7 +12,7 @@ import tensorflow as tf
 from fakeface_tf.core.config import Config
 from fakeface_tf.core.errors import FakefaceError
 from fakeface_tf.data import datasets, labelled
-from fakeface_tf.data.faces import FaceOptions, face_options, read_cut
+from fakeface_tf.data.faces import CONFIG_FIELDS, FaceOptions, face_options, read_cut
 from fakeface_tf.training.frozen_cache import RAM_CACHE_BYTES
 
 
@@ -32,7 +32,7 @@ def training_cut(cfg: Config) -> FaceOptions:
     wanted, cut = face_options(cfg.data), read_cut(path)
     if cut is None:
         return wanted
-    differences = cut.differences(wanted, ["size", "color", "margin", "level"])
+    differences = cut.differences(wanted, list(CONFIG_FIELDS))
     if differences:
         raise FakefaceError(f"data.path {path} was cut differently from what the config asks "
                             f"(records vs config: {'; '.join(differences)}); preprocess again or "

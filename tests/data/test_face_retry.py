@@ -15,14 +15,14 @@ from fakeface_tf.core.errors import FakefaceError
 from fakeface_tf.data import faces
 from fakeface_tf.data.images import load_image
 
-CUT = faces.FaceOptions(size=224, color="rgb", level=False)  # the reference's cut, retry 1
+CUT = faces.FaceOptions(size=224, color="rgb", level=False)  # the reference's on the face, retry 1
 FIRST_TRY_ONLY = dataclasses.replace(CUT, retry=0)
 # A UTKFace 1-year-old whose face fills the 200 px frame: no face on the first try.
 CHILD = "fairness/images/utk_1_0_2_20161219142306002.jpg"
 # A dog: its padded copy shows MTCNN a small confident "face" that the frame-filling rule refuses.
 DOG = "nonface/cnnd_200_biggan_real.jpg"
 REFERENCE = REPO_ROOT / "saved_models" / "reference"
-RECORDS = REPO_ROOT / "data" / "records_rgb224_nolevel"
+RECORDS = REPO_ROOT / "data" / "records_rgb224_nolevel"  # cut before the retry: view face, retry 0
 
 
 def _sample(sample_root, name: str):
@@ -110,7 +110,7 @@ def test_cuts_saved_before_the_retry_keep_the_first_try_only_and_still_train(tmp
     (tmp_path / "face_cut.json").write_text(json.dumps(old))
     assert "retry" not in json.loads((RECORDS / "preprocess.json").read_text())["settings"]["face"]
     assert faces.read_cut(tmp_path).retry == faces.read_cut(RECORDS).retry == 0
-    cut = training_cut(load_config(REPO_ROOT / "configs" / "faceres.yaml"))
+    cut = training_cut(load_config(REPO_ROOT / "configs" / "faceres_face.yaml", [f"data.path={RECORDS}"]))
     assert cut == faces.read_cut(RECORDS) and cut.retry == 0
 
 
@@ -120,5 +120,5 @@ def test_the_shipped_reference_loads_with_the_second_try_in_its_cut():
 
     if not (REFERENCE / "face_cut.json").is_file():
         pytest.skip("saved_models/reference is absent")
-    shipped = dataclasses.replace(CUT, retry=1, detector="mtcnn 1.0.0")
+    shipped = dataclasses.replace(CUT, retry=1, detector="mtcnn 1.0.0", view="image")
     assert load_model(REFERENCE).face_options == shipped

@@ -164,3 +164,30 @@ def test_bounded_detector_finds_what_mtcnn_finds_on_sample_photos(sample_root):
     windows = bounded.stages[0].windows  # the last group's: the textures
     assert 0 < windows <= mtcnn_bounded.PNET_WINDOWS
     assert max(bounded.stages[0].proposals) < mtcnn_bounded.MAX_PROPOSALS
+
+
+def test_image_view_of_a_square_photo_is_the_whole_photo_area_resized(frontal):
+    crop = faces.extract_face(frontal, faces.FaceOptions(color="rgb", size=224, level=True, view="image"))
+    assert crop.ok and crop.angle == 0.0  # never levelled: the photo is kept as it is
+    np.testing.assert_array_equal(crop.image, cv2.resize(frontal, (224, 224), interpolation=cv2.INTER_AREA))
+    assert crop.box != (0.0, 0.0, 0.0, 0.0)  # the face's own box, for drawing, not the view's
+
+
+def test_image_view_of_a_wide_photo_is_the_square_nearest_the_face(frontal):
+    wide = np.concatenate([np.full((256, 300, 3), 90, np.uint8), frontal], axis=1)  # face on the right
+    crop = faces.extract_face(wide, faces.FaceOptions(color="rgb", size=256, level=False, view="image"))
+    x, y, w, h = crop.box
+    left = round(x + w / 2 - 128)  # a square of the photo's height, centred on the face
+    assert crop.ok and 0 < left < 556 - 256  # not clamped: the face sits inside
+    np.testing.assert_array_equal(crop.image, wide[:, left:left + 256])
+    assert faces.image_square((100, 400), (0.0, 10.0, 20.0, 20.0)) == (0.0, 0.0, 100.0, 100.0)
+    assert faces.image_square((100, 400), (190.0, 40.0, 20.0, 20.0)) == (150.0, 0.0, 100.0, 100.0)
+
+
+def test_unknown_view_is_a_clear_error(frontal):
+    with pytest.raises(FakefaceError, match="view must be face or image"):
+        faces.extract_face(frontal, faces.FaceOptions(view="body"))
+
+
+def test_a_cut_saved_before_views_reads_as_the_face_view():
+    assert faces.FaceOptions.from_dict({"size": 224, "color": "rgb"}).view == "face"

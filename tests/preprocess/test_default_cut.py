@@ -3,6 +3,7 @@ records train `configs/faceres.yaml` as they are; `--config` cuts what another c
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 
@@ -12,9 +13,7 @@ from fakeface_tf import cli
 from fakeface_tf.cli.preprocess import face_cut
 from fakeface_tf.core.config import REPO_ROOT, load_config, recipe_data
 from fakeface_tf.core.errors import FakefaceError
-from fakeface_tf.data.faces import FaceOptions, face_options
-
-CUT_FIELDS = ("size", "color", "margin", "level")  # what training checks against the config
+from fakeface_tf.data.faces import CONFIG_FIELDS as CUT_FIELDS, FaceOptions, face_options
 REFERENCE = REPO_ROOT / "saved_models" / "reference"
 
 
@@ -33,7 +32,7 @@ def test_recipe_cut_is_the_reference_models_and_the_faceres_configs():
     for name in ("faceres.yaml", "faceres_frozen.yaml"):
         config_cut = face_options(load_config(REPO_ROOT / "configs" / name).data)
         assert recipe.differences(config_cut, list(CUT_FIELDS)) == [], name
-    assert (recipe.size, recipe.color, recipe.level) == (224, "rgb", False)
+    assert (recipe.size, recipe.color, recipe.level, recipe.view) == (224, "rgb", False, "image")
 
 
 def test_command_line_cut_is_the_recipe_unless_a_config_or_an_option_says_otherwise():
@@ -43,6 +42,9 @@ def test_command_line_cut_is_the_recipe_unless_a_config_or_an_option_says_otherw
     assert face_cut(_args("--config", str(REPO_ROOT / "configs" / "fast.yaml"), "--size", "96")).size == 96
     assert face_cut(_args("--level", "--color", "gray")).level is True
     assert face_cut(_args("--no-level")).level is False
+    assert face_cut(_args()).view == "image" and face_cut(_args("--view", "face")).view == "face"
+    face_config = str(REPO_ROOT / "configs" / "faceres_face.yaml")
+    assert face_cut(_args("--config", face_config)) == dataclasses.replace(recipe_cut(), view="face")
 
 
 @pytest.mark.slow
@@ -63,3 +65,6 @@ def test_default_records_are_accepted_by_the_faceres_config_and_refused_by_a_128
     fast = load_config(REPO_ROOT / "configs" / "fast.yaml", [f"data.path={out}"])
     with pytest.raises(FakefaceError, match="cut differently"):
         training_cut(fast)
+    face_view = load_config(REPO_ROOT / "configs" / "faceres_face.yaml", [f"data.path={out}"])
+    with pytest.raises(FakefaceError, match="view: 'image' vs 'face'"):
+        training_cut(face_view)
