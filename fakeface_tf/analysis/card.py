@@ -24,6 +24,7 @@ from fakeface_tf.core.errors import FakefaceError
 from fakeface_tf.core.run_folder import CARD_FILE, METRICS_FILE, RunFolder
 from fakeface_tf.core.files import read_json_object
 from fakeface_tf.core.text import format_value, markdown_table
+from fakeface_tf.data.face_cut import describe_view
 from fakeface_tf.data.records import SUMMARY_FILE
 from fakeface_tf.models import artifacts, model_version
 from fakeface_tf.training import tracking
@@ -128,7 +129,7 @@ def _header(loaded) -> str:
         _architecture(loaded),
         f"- Parameters: {params:,}" if params is not None else "- Parameters: unknown (SavedModel only)",
         f"- Input: {loaded.image_size}x{loaded.image_size} {'gray' if loaded.channels == 1 else 'RGB'} "
-        "face crop, pixel values 0-255",
+        f"{describe_view(loaded.face_options)}, pixel values 0-255",
         "- Output: P(fake), the probability that the face was made by a GAN (StyleGAN family)",
         "",
         "**Intended use:** research and education on telling real face photographs from "
@@ -171,13 +172,17 @@ def _preprocessing(loaded) -> str:
     records = _records_dir(loaded.config) if loaded.config else None
     summary = read_json_object(records / SUMMARY_FILE) if records else None
     face = (summary or {}).get("settings", {}).get("face", {})
+    cut = ("the photo's largest square around the face (all of a square photo) is kept, not "
+           "rotated, and resized (area interpolation): the model sees hair, background and the "
+           "generator's traces around the face too." if options.view == "image" else
+           ("the eye line is levelled, " if options.level else
+            "the face is not rotated (a pixel-exact cut keeps the generator's traces), ")
+           + "a square with a margin is cut and resized (area interpolation).")
     return "\n".join([
         "## Preprocessing",
         "Every image goes through `faces.extract_face`: MTCNN finds the largest confident face, "
-        + ("the eye line is levelled, " if options.level else
-           "the face is not rotated (a pixel-exact cut keeps the generator's traces), ")
-        + "a square with a margin is cut and resized (area interpolation).",
-        f"- Crop: {options.size} px, {options.color}, margin {options.margin}",
+        + cut,
+        f"- Cut: {options.size} px, {options.color}, {describe_view(options)}",
         f"- Minimum face: {face.get('min_face', options.min_face)} px, "
         f"minimum MTCNN confidence {face.get('min_confidence', options.min_confidence)}",
         "- Images with no usable face get no verdict (`not a face`); they are counted, not scored.",
@@ -268,8 +273,8 @@ def _robustness(root: Path) -> tuple[str, pd.DataFrame | None]:
             frame = pd.read_csv(file)
             columns = [c for c in ("condition", "accuracy", "roc_auc", "accuracy_real", "accuracy_fake")
                        if c in frame]
-            lines += [f"`{file.relative_to(root)}`: degradations applied to the face crops after "
-                      "detection (JPEG in the wild hits the whole image before the crop).\n",
+            lines += [f"`{file.relative_to(root)}`: degradations applied to the model's input "
+                      "after detection (JPEG in the wild hits the whole image before the cut).\n",
                       markdown_table(columns, frame[columns].itertuples(index=False))]
         except (OSError, ValueError, pd.errors.ParserError) as exc:
             lines.append(f"`{file.relative_to(root)}` unreadable: {exc}")
@@ -293,13 +298,15 @@ def _fairness(root: Path) -> tuple[str, dict | None]:
     return "\n".join(lines), report
 
 
-def _limits(evaluations: list[dict], robust: pd.DataFrame | None, fairness: dict | None) -> str:
+def _limits(evaluations: list[dict], robust: pd.DataFrame | None, fairness: dict | None,
+            options) -> str:
     lines = [
         "## Known limits",
         "- Trained and judged on FFHQ real faces vs StyleGAN/StyleGAN2 faces, 256 px JPEG q75. "
         "Other generators (diffusion, face swaps), other resolutions and other compression "
         "are out of distribution.",
-        "- The model sees only the face crop; a face MTCNN misses gets no verdict.",
+        f"- The model sees the {describe_view(options)}; a photo in which MTCNN finds no "
+        "face gets no verdict.",
         "- P(fake) is as well calibrated as the Calibration section shows (its ECE against "
         "the noise floor), and only on faces like the test faces.",
     ]
@@ -339,7 +346,7 @@ def _card(loaded) -> str:
                 _validation(root), evaluation, generalisation_section(root),
                 threshold_section(root), band_section(root, evaluations),
                 calibration_section(root), _learning_curve(root), robust, fair,
-                fairness_indist_output.card_section(root), _limits(evaluations, frame, report),
+                fairness_indist_output.card_section(root), _limits(evaluations, frame, report, loaded.face_options),
                 _licences(loaded)]
     return "\n\n".join(s for s in sections if s) + "\n"
 

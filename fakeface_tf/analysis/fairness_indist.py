@@ -49,7 +49,7 @@ FACE_API = "the Microsoft Face API (DCGM/ffhq-features-dataset)"
 MEASURES = {
     "fpr": "FPR on the detector's own held-out FFHQ reals, in groups machine-estimated by "
            f"{FACE_API}, not ground truth",
-    "fnr": "FNR on held-out fakes, in groups estimated from the detector's face crop by the "
+    "fnr": "FNR on held-out fakes, in groups estimated from the detector's own input by the "
            "estimator named (never ground truth)",
 }
 

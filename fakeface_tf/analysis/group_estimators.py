@@ -1,7 +1,8 @@
 """The networks that estimate a fake face's group, and how well they do it.
 
 Fakes have no recorded age, gender or race, so per-group FNR rests on estimates, and the
-estimator's errors belong beside it. Two estimators run on the detector's own face crop:
+estimator's errors belong beside it. Two estimators run on the detector's own input (its cut:
+the face crop, or for view "image" the photo's square around the face):
 
 - GEAR (models/gear.py): age group, gender and race, on the Human library's crop box;
 - the published FaceRes heads (models/faceres_groups.py): age (the labels' bins) and gender.

@@ -114,7 +114,7 @@ def _preprocess(cfg, faces: Path, records: Path, workers: int | None, show: bool
     """Cut the faces of `faces` into `records` as `cfg` asks; print what each split holds."""
     from fakeface_tf import preprocess  # loads TensorFlow, like the stages in run_main
     from fakeface_tf.data import datasets
-    from fakeface_tf.data.faces import face_options
+    from fakeface_tf.data.face_cut import face_options
 
     summary = preprocess.preprocess(faces, records, face_options(cfg.data), workers=workers,
                                     progress=show)

@@ -14,7 +14,7 @@ from fakeface_tf.cli.options import add_progress_option, progress
 from fakeface_tf.core.config import VIEWS, load_config, recipe_data
 from fakeface_tf.core.errors import FakefaceError
 from fakeface_tf.core.text import short
-from fakeface_tf.data.faces import FaceOptions, face_options
+from fakeface_tf.data.face_cut import FaceOptions, face_options
 from fakeface_tf.preprocess import MAX_SHARD_SIZE, RUNNERS, TARGET_SHARDS, format_summary, preprocess
 
 

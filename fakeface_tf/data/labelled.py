@@ -28,7 +28,8 @@ import pandas as pd
 from fakeface_tf.core.config import Config, cache_dir, data_root
 from fakeface_tf.core.errors import FakefaceError
 from fakeface_tf.core.files import replacing
-from fakeface_tf.data.faces import FaceOptions, crop_files, face_options
+from fakeface_tf.data.face_cut import FaceOptions, face_options
+from fakeface_tf.data.faces import crop_files
 from fakeface_tf.data.records import LABELS
 
 log = logging.getLogger(__name__)

@@ -20,7 +20,7 @@ from fakeface_tf.core.config import MODEL_ENV, REPO_ROOT, Config, DataConfig, lo
 from fakeface_tf.core.errors import FakefaceError
 from fakeface_tf.core.files import write_text_atomic
 from fakeface_tf.core.run_folder import RunFolder
-from fakeface_tf.data.faces import FaceOptions, face_options, read_cut
+from fakeface_tf.data.face_cut import FaceOptions, face_options, read_cut
 from fakeface_tf.models.calibration import Calibration, read_calibration
 from fakeface_tf.models.model_version import SAVED_MODEL_PB
 from fakeface_tf.models.uncertainty import Band, read_band

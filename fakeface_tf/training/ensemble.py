@@ -22,7 +22,7 @@ from fakeface_tf.core.errors import FakefaceError
 from fakeface_tf.core.files import save_model_atomic, write_text_atomic
 from fakeface_tf.core.run_folder import CONFIG_FILE, MODEL_FILE, RunFolder
 from fakeface_tf.data import datasets
-from fakeface_tf.data.faces import save_cut
+from fakeface_tf.data.face_cut import save_cut
 from fakeface_tf.models import artifacts
 from fakeface_tf.models.artifacts import MEMBER_PREFIX, LoadedModel
 from fakeface_tf.models.export import export_saved_model, exportable, save_environment, validation_metrics

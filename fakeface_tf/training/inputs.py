@@ -12,7 +12,7 @@ import tensorflow as tf
 from fakeface_tf.core.config import Config
 from fakeface_tf.core.errors import FakefaceError
 from fakeface_tf.data import datasets, labelled
-from fakeface_tf.data.faces import CONFIG_FIELDS, FaceOptions, face_options, read_cut
+from fakeface_tf.data.face_cut import CONFIG_FIELDS, FaceOptions, face_options, read_cut
 from fakeface_tf.training.frozen_cache import RAM_CACHE_BYTES
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from fakeface_tf.core.config import Config, load_config
 from fakeface_tf.core.errors import FakefaceError
 from fakeface_tf.core.run_folder import CONFIG_FILE, RunFolder
-from fakeface_tf.data.faces import save_cut
+from fakeface_tf.data.face_cut import save_cut
 from fakeface_tf.models.export import save_environment
 from fakeface_tf.models.registry import check_model_config
 from fakeface_tf.training import finalise, fitting, inputs, multiworker, runtime, tracking

@@ -95,11 +95,15 @@ def test_card_for_a_missing_model_exits_2(tmp_path, capsys):
     assert "model not found" in capsys.readouterr().err
 
 
-def test_card_describes_the_crop_the_model_was_trained_on(tiny_run_copy):
+def test_card_describes_the_cut_the_model_was_trained_on(tiny_run_copy):
     cut = tiny_run_copy / "face_cut.json"  # the cut saved with the model, not the config, rules
     assert "the eye line is levelled" in card.write_card(tiny_run_copy).read_text()
     cut.write_text(json.dumps({**json.loads(cut.read_text()), "level": False}))
     assert "the face is not rotated" in card.write_card(tiny_run_copy).read_text()
+    cut.write_text(json.dumps({**json.loads(cut.read_text()), "view": "image"}))
+    text = card.write_card(tiny_run_copy).read_text()
+    assert "the photo's largest square around the face" in text
+    assert "The model sees the square of the photo around the face" in text
 
 
 def test_card_shows_the_learning_curve_and_the_licences_beside_the_model(tiny_run_copy):

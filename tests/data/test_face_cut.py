@@ -12,7 +12,7 @@ import pytest
 from fakeface_tf import preprocess
 from fakeface_tf.core.errors import FakefaceError
 from fakeface_tf.data import records
-from fakeface_tf.data.faces import FaceOptions, read_cut, save_cut
+from fakeface_tf.data.face_cut import FaceOptions, read_cut, save_cut
 from fakeface_tf.data.images import load_image
 from fakeface_tf.serving.inference import Detector
 

@@ -12,7 +12,7 @@ import pytest
 
 from fakeface_tf.core.config import REPO_ROOT, load_config
 from fakeface_tf.core.errors import FakefaceError
-from fakeface_tf.data import faces
+from fakeface_tf.data import face_cut, faces
 from fakeface_tf.data.images import load_image
 
 CUT = faces.FaceOptions(size=224, color="rgb", level=False)  # the reference's on the face, retry 1
@@ -92,9 +92,9 @@ def test_a_face_found_on_the_first_try_is_cut_identically_with_and_without_the_r
 
 
 def test_a_new_cut_records_its_retry_and_an_unknown_retry_is_refused(tmp_path):
-    faces.save_cut(tmp_path, faces.FaceOptions())
-    assert json.loads((tmp_path / "face_cut.json").read_text())["retry"] == faces.RETRY == 1
-    assert faces.read_cut(tmp_path).retry == 1
+    face_cut.save_cut(tmp_path, faces.FaceOptions())
+    assert json.loads((tmp_path / "face_cut.json").read_text())["retry"] == face_cut.RETRY == 1
+    assert face_cut.read_cut(tmp_path).retry == 1
     with pytest.raises(FakefaceError, match=r"face retry must be 0 or 1 \(a newer cut\?\), got 2"):
         faces.extract_face(np.zeros((64, 64, 3), np.uint8), faces.FaceOptions(retry=2))
 
@@ -109,9 +109,9 @@ def test_cuts_saved_before_the_retry_keep_the_first_try_only_and_still_train(tmp
     old = {k: v for k, v in json.loads((REFERENCE / "face_cut.json").read_text()).items() if k != "retry"}
     (tmp_path / "face_cut.json").write_text(json.dumps(old))
     assert "retry" not in json.loads((RECORDS / "preprocess.json").read_text())["settings"]["face"]
-    assert faces.read_cut(tmp_path).retry == faces.read_cut(RECORDS).retry == 0
+    assert face_cut.read_cut(tmp_path).retry == face_cut.read_cut(RECORDS).retry == 0
     cut = training_cut(load_config(REPO_ROOT / "configs" / "faceres_face.yaml", [f"data.path={RECORDS}"]))
-    assert cut == faces.read_cut(RECORDS) and cut.retry == 0
+    assert cut == face_cut.read_cut(RECORDS) and cut.retry == 0
 
 
 @pytest.mark.slow

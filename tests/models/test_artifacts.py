@@ -7,7 +7,7 @@ import pytest
 
 from fakeface_tf.core.errors import FakefaceError
 from fakeface_tf.core.run_folder import RunFolder
-from fakeface_tf.data import faces
+from fakeface_tf.data import face_cut, faces
 from fakeface_tf.models import artifacts
 
 
@@ -56,9 +56,9 @@ def test_saved_threshold_is_used_by_the_next_load(keras_file, tmp_path):
 def test_the_face_cut_is_read_from_disk_once_per_loaded_model(keras_file, tmp_path, monkeypatch):
     """Serving asks for the face options on every batch: face_cut.json is read on first use only."""
     shutil.copy(keras_file, tmp_path / "model.keras")
-    faces.save_cut(tmp_path, faces.FaceOptions(size=24, color="gray", detector="mtcnn test"))
+    face_cut.save_cut(tmp_path, faces.FaceOptions(size=24, color="gray", detector="mtcnn test"))
     reads = []
-    monkeypatch.setattr(artifacts, "read_cut", lambda folder: reads.append(folder) or faces.read_cut(folder))
+    monkeypatch.setattr(artifacts, "read_cut", lambda folder: reads.append(folder) or face_cut.read_cut(folder))
     loaded = artifacts.load_model(tmp_path)
     options = [loaded.face_options for _ in range(3)]
     assert reads == [tmp_path] and options[0].detector == "mtcnn test"

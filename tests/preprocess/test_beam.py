@@ -142,7 +142,7 @@ def runs(tmp_path_factory, sample_root):
     preprocess.preprocess(root / "src", root / "local", FaceOptions(size=64), workers=1,
                           shard_size=20, progress=False)
     code = cli.main(["preprocess", str(root / "src"), str(root / "beam"), "--size", "64",
-                     "--color", "gray", "--level", "--shard-size", "20", "--no-progress", "--runner", "beam", "--", *BEAM_ARGS])
+                     "--color", "gray", "--level", "--view", "face", "--shard-size", "20", "--no-progress", "--runner", "beam", "--", *BEAM_ARGS])
     assert code == 0
     return root
 

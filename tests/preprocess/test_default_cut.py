@@ -13,7 +13,7 @@ from fakeface_tf import cli
 from fakeface_tf.cli.preprocess import face_cut
 from fakeface_tf.core.config import REPO_ROOT, load_config, recipe_data
 from fakeface_tf.core.errors import FakefaceError
-from fakeface_tf.data.faces import CONFIG_FIELDS as CUT_FIELDS, FaceOptions, face_options
+from fakeface_tf.data.face_cut import CONFIG_FIELDS as CUT_FIELDS, FaceOptions, face_options
 REFERENCE = REPO_ROOT / "saved_models" / "reference"
 
 
