@@ -49,8 +49,8 @@ FACE_API = "the Microsoft Face API (DCGM/ffhq-features-dataset)"
 MEASURES = {
     "fpr": "FPR on the detector's own held-out FFHQ reals, in groups machine-estimated by "
            f"{FACE_API}, not ground truth",
-    "fnr": "FNR on held-out fakes, in groups estimated from the detector's own input by the "
-           "estimator named (never ground truth)",
+    "fnr": "FNR on held-out fakes, in groups estimated from a face crop of the detector's "
+           "input by the estimator named (never ground truth)",
 }
 
 
@@ -121,9 +121,10 @@ def _scored_batch(model, estimators: dict, batch, split: str, source: str) -> pd
     found = pd.DataFrame({"path": batch.paths, "split": split, "set": source,
                           "label": batch.labels, "status": "ok",
                           "prob": np.asarray(model.predict(batch.images), float).reshape(-1)})
+    crops = group_estimators.face_crops(batch.images, model.face_options) if estimators else None
     for name, estimator in estimators.items():
         if len(batch.paths):
-            est = estimator.estimate(batch.images)[list(estimator.attributes)]
+            est = estimator.estimate(crops)[list(estimator.attributes)]
             found = found.join(est.add_prefix(f"{name}_"))
     missed = pd.DataFrame([{"path": r["path"], "split": split, "set": source, "label": r["label"],
                             "status": r["status"], "prob": np.nan} for r in batch.rejected])

@@ -1,8 +1,8 @@
 """The networks that estimate a fake face's group, and how well they do it.
 
 Fakes have no recorded age, gender or race, so per-group FNR rests on estimates, and the
-estimator's errors belong beside it. Two estimators run on the detector's own input (its cut:
-the face crop, or for view "image" the photo's square around the face):
+estimator's errors belong beside it. Two estimators run on a face crop of what the detector saw
+(`face_crops`: for a detector of view "image", the face found again in the photo's square):
 
 - GEAR (models/gear.py): age group, gender and race, on the Human library's crop box;
 - the published FaceRes heads (models/faceres_groups.py): age (the labels' bins) and gender.
@@ -16,6 +16,7 @@ those faces were in its training set and that figure is an upper bound.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 from dataclasses import dataclass
@@ -27,6 +28,8 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from fakeface_tf.analysis.fairness_intervals import wilson
+from fakeface_tf.data.face_cut import FaceOptions
+from fakeface_tf.data.faces import extract_faces
 from fakeface_tf.data.images import load_image
 from fakeface_tf.data.labelled import AGE_BINS, load_labels
 from fakeface_tf.models import faceres, faceres_groups, gear
@@ -68,6 +71,16 @@ def load_estimators(names=("gear", "faceres")) -> dict[str, Estimator]:
                                      faceres_groups.ATTRIBUTES, AGE_BINS, faceres_groups.age_bin,
                                      heads)
     return found
+
+
+def face_crops(images: np.ndarray, options: FaceOptions) -> np.ndarray:
+    """The estimators' input: face crops, as they were trained on. A detector of view "face"
+    already sees one; for view "image" the face is found again in the photo's square and cut
+    as a face crop of the same size (the square itself where MTCNN finds none)."""
+    if options.view == "face" or not len(images):
+        return images
+    crops = extract_faces(list(images), dataclasses.replace(options, view="face"))
+    return np.stack([crop.image if crop.ok else image for crop, image in zip(crops, images)])
 
 
 def licences(estimators: dict) -> list[str]:
