@@ -144,6 +144,10 @@ def add_crossval_arguments(parser: argparse.ArgumentParser) -> None:
                         metavar="RECIPE", help="recipes every other one is compared with, fold by fold")
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--train", metavar="CONFIG", help="also train this config on each fold "
+                        "(its epoch picked on a tenth of the other folds) and score it the same way")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="overrides for --train's config")
     parser.add_argument("--out", default="runs/crossval", help="folder for cv.csv, cv_summary.csv, cv.png")
     add_progress_option(parser)
 
@@ -155,8 +159,14 @@ def run_crossval(args: argparse.Namespace) -> int:
     # loads TensorFlow and the backbones (features are extracted once, then cached)
     from fakeface_tf.training.crossval import run as crossval
 
+    trained = None
+    if args.train:
+        from fakeface_tf.training.crossval_train import crossvalidate as train_folds
+
+        cfg = load_config(args.train, args.set)
+        trained = train_folds(cfg, records, Path(args.out), args.folds, args.seed, progress(args))
     written = crossval(records, args.out, args.recipes, args.folds, args.seed, args.baseline,
-                       progress=progress(args))
+                       progress=progress(args), trained=trained)
     summary = pd.read_csv(written["summary"])
     print(format_table(summary))
     print("\n" + "\n".join(f"{what}: {path}" for what, path in written.items()))

@@ -152,25 +152,30 @@ def recipe_matrices(recipes, loaded: dict) -> dict[str, np.ndarray]:
     return {r: np.concatenate([loaded[b].view(v) for b, v in RECIPES[r]], axis=1) for r in recipes}
 
 
-def check_recipes(recipes, baselines) -> None:
-    """A FakefaceError naming an unknown recipe or baseline."""
+def check_recipes(recipes, baselines, trained=()) -> None:
+    """A FakefaceError naming an unknown recipe or baseline (`trained`: configs' names)."""
     for name in [*recipes, *baselines]:
-        if name not in RECIPES:
+        if name not in RECIPES and name not in trained:
             raise FakefaceError(f"unknown recipe {name!r}; choose from {', '.join(RECIPES)}")
 
 
 def run(records, out, recipes=tuple(RECIPES), k: int = 5, seed: int = 0,
-        baselines=("faceres",), progress: bool = True) -> dict[str, Path]:
+        baselines=("faceres",), progress: bool = True, trained: pd.DataFrame | None = None
+        ) -> dict[str, Path]:
     """Cross-validate `recipes` on `records` and write cv.csv, cv_summary.csv, the folds and
-    the plot into `out`; returns their paths."""
+    the plot into `out`; returns their paths. `trained`: rows of trained recipes on the same
+    folds (crossval_train.crossvalidate), reported beside the probes."""
     # TensorFlow and the backbones load only here: the split and summary need neither
     from fakeface_tf.training import features
 
-    check_recipes(recipes, baselines)
+    trained_names = [] if trained is None else list(dict.fromkeys(trained["recipe"]))
+    check_recipes(recipes, baselines, trained_names)
     backbones = list(dict.fromkeys(b for r in recipes for b, _ in RECIPES[r]))
     loaded = {b: features.load(b, records, progress) for b in backbones}
     faces = loaded[backbones[0]]
     cv = crossvalidate(recipe_matrices(recipes, loaded), faces.labels, faces.paths, k, seed)
+    if trained is not None:
+        cv = pd.concat([cv, trained], ignore_index=True)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     written = {"cv": out / run_folder.CV_FILE, "summary": out / run_folder.CV_SUMMARY_FILE,
