@@ -161,9 +161,11 @@ def run_crossval(args: argparse.Namespace) -> int:
 
     trained = None
     if args.train:
+        from fakeface_tf.training.crossval import check_recipes
         from fakeface_tf.training.crossval_train import crossvalidate as train_folds
 
         cfg = load_config(args.train, args.set)
+        check_recipes(args.recipes, args.baseline, [cfg.name])  # before hours of training
         trained = train_folds(cfg, records, Path(args.out), args.folds, args.seed, progress(args))
     written = crossval(records, args.out, args.recipes, args.folds, args.seed, args.baseline,
                        progress=progress(args), trained=trained)

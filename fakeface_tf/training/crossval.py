@@ -153,7 +153,11 @@ def recipe_matrices(recipes, loaded: dict) -> dict[str, np.ndarray]:
 
 
 def check_recipes(recipes, baselines, trained=()) -> None:
-    """A FakefaceError naming an unknown recipe or baseline (`trained`: configs' names)."""
+    """A FakefaceError naming an unknown recipe or baseline (`trained`: configs' names, which
+    must not be a probe's)."""
+    for name in set(trained) & set(RECIPES):
+        raise FakefaceError(f"trained config {name!r} has a probe recipe's name: rename it "
+                            "(--set name=...)")
     for name in [*recipes, *baselines]:
         if name not in RECIPES and name not in trained:
             raise FakefaceError(f"unknown recipe {name!r}; choose from {', '.join(RECIPES)}")

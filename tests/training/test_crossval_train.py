@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
+from fakeface_tf.core.config import REPO_ROOT
+from fakeface_tf.core.errors import FakefaceError
 from fakeface_tf.data import records
 from fakeface_tf.training import crossval, crossval_train
 
@@ -50,3 +53,12 @@ def test_a_config_is_trained_and_scored_on_every_fold(tmp_path):
     assert (rows["auc"] > 0.85).all()  # measured 0.934 and 0.894 after one epoch on 40 faces
     assert not list((tmp_path / "cv").glob("fold*-records"))  # fold records are removed
     assert len(list((tmp_path / "cv" / "runs").glob(f"{cfg.name}-fold*"))) == 2
+
+
+def test_a_trained_config_named_like_a_probe_is_refused_before_training(tmp_path):
+    with pytest.raises(FakefaceError, match="has a probe recipe's name"):
+        crossval.check_recipes(["faceres"], ["faceres"], ["faceres"])
+    from fakeface_tf import cli
+
+    config = str(REPO_ROOT / "configs" / "faceres.yaml")  # named faceres, like the probe
+    assert cli.main(["crossval", str(tmp_path), "--train", config, "--recipes", "faceres"]) == 2
