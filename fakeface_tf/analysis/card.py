@@ -147,7 +147,7 @@ def _data(loaded) -> str:
     records = _records_dir(loaded.config)
     if records is None:
         return "\n".join(lines + [f"Training records `{loaded.config.data.path}` are not on this machine."])
-    lines.append(f"Face-crop TFRecords: `{portable_path(records)}`.")
+    lines.append(f"TFRecords of the model's input, one a face: `{portable_path(records)}`.")
     summary = read_json_object(records / SUMMARY_FILE)
     if summary and isinstance(summary.get("counts"), dict):
         rows = []
