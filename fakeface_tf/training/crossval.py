@@ -43,6 +43,8 @@ RECIPES = {
     "fused": (("faceres", "flip"), ("inception_nsfw", "flip")),
     "faceres_whole": (("faceres_whole", "flip"),),  # FaceRes on the whole image at 224 px
     "crop_whole": (("faceres", "flip"), ("faceres_whole", "flip")),  # the face and its image
+    "mobilefacenet": (("mobilefacenet", "flip"),),  # MobileFaceNet embedding + a mid block's stats
+    "faceres_mobilefacenet": (("faceres", "flip"), ("mobilefacenet", "flip")),
 }
 CV_C = (0.0003, 0.001, 0.003, 0.01, 0.03, 0.1)  # inverse L2 strengths searched per fold
 INNER_FOLDS = 3

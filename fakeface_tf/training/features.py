@@ -4,7 +4,9 @@ training and validation faces (plain and mirrored), cached on disk.
 A backbone turns a batch of RGB [0, 255] crops into one feature vector per face: `faceres` the
 probe's features (mean and spatial std of FaceRes blocks 9, 11, 13: the `features` layer of
 `models.registry.faceres_classifier`), `inception_nsfw` the mean and spatial std of the nsfwjs
-InceptionV3's `mixed5` (at its own 299 px input). `faceres_whole` is FaceRes on the whole
+InceptionV3's `mixed5` (at its own 299 px input), `mobilefacenet` MobileFaceNet's 192-d
+embedding before its L2 norm with the mean and spatial std of one 14 px block (at 112 px,
+`models.mobilefacenet`). `faceres_whole` is FaceRes on the whole
 source image the crop came from (preprocess.json's `settings.src`), resized to 224 px: what
 the face sits in, not only the face. A cache file,
 `$FAKEFACE_CACHE/crossval/<backbone>-<key>.npz`, is named by a hash of what the features
@@ -37,7 +39,7 @@ from fakeface_tf.core.errors import FakefaceError
 from fakeface_tf.core.files import replacing
 from fakeface_tf.data import images
 from fakeface_tf.data.records import source_folder
-from fakeface_tf.models import inception_nsfw
+from fakeface_tf.models import inception_nsfw, mobilefacenet
 from fakeface_tf.models.registry import faceres_classifier
 from fakeface_tf.training import frozen_cache
 
@@ -80,9 +82,17 @@ def _inception_nsfw():
     return mixed5, lambda images: inception_nsfw.mixed5_stats(mixed5, images)
 
 
-# name -> builder: () -> (the Keras model whose weights key the cache, batch -> features)
+def _mobilefacenet():
+    """MobileFaceNet's embedding before its L2 norm, and the mean and spatial std of its last
+    14 px block (run from the TF.js graph, no Keras model: its key is the package files')."""
+    run = mobilefacenet.embedder(mobilefacenet.load())
+    return mobilefacenet.cache_key(), lambda images: mobilefacenet.features(run, images)
+
+
+# name -> builder: () -> (the Keras model whose weights key the cache, or the key itself as a
+# dict, batch -> features)
 BACKBONES: dict[str, Callable] = {"faceres": _faceres, "inception_nsfw": _inception_nsfw,
-                                  "faceres_whole": _faceres}
+                                  "faceres_whole": _faceres, "mobilefacenet": _mobilefacenet}
 WHOLE_IMAGE = {"faceres_whole"}  # backbones that see the whole source image, not the crop
 WHOLE_SIDE = 224
 
@@ -98,7 +108,8 @@ def whole_images(src: Path, names, side: int = WHOLE_SIDE) -> tf.Tensor:
 def cache_file(backbone: str, model, records: Path) -> Path:
     """Where `backbone`'s features of `records` are cached (see the module docstring)."""
     sources = [frozen_cache.records_source(records, split, BATCH).key for split in SPLITS]
-    key = {"format": FORMAT, "backbone": backbone, "model": frozen_cache.model_key(model),
+    model_key = model if isinstance(model, dict) else frozen_cache.model_key(model)
+    key = {"format": FORMAT, "backbone": backbone, "model": model_key,
            "records": sources, "views": VIEWS}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
     return cache_dir(CACHE_NAME) / f"{backbone}-{digest}.npz"
