@@ -197,7 +197,7 @@ def cloud_run(runs):
         patch.setenv("PYTHONPATH", os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH"))
                                                     if p))
         code = cli.main(["preprocess", "fakefs://src/", "fakefs://cloud", "--size", "64",
-                         "--color", "gray", "--level", "--shard-size", "20", "--no-progress", "--runner", "beam", "--",
+                         "--color", "gray", "--level", "--view", "face", "--shard-size", "20", "--no-progress", "--runner", "beam", "--",
                          *BEAM_ARGS])
     assert code == 0
     return runs / "cloud"
