@@ -1,5 +1,6 @@
 // Reference outputs of MobileFaceNet from TF.js itself, for tests/models/test_mobilefacenet.py.
-// Run with the pure-JS @tensorflow/tfjs (CPU backend) installed next to it:
+// Run with the pure-JS @tensorflow/tfjs (CPU backend) installed next to it (and
+// tfjs_graph_model.js beside it):
 //   npm install @tensorflow/tfjs@4.22.0
 //   node mobilefacenet_tfjs_reference.js MODEL_DIR OUT.json
 // The input is synthetic and made here (and again by the test): N = 2 images of 112x112x3,
@@ -7,8 +8,8 @@
 // (pixel - 127.5) / 128. OUT.json keeps a few numbers per output and image: the first 8
 // values, the sum and the sum of squares.
 const fs = require('fs');
-const path = require('path');
 const tf = require('@tensorflow/tfjs');
+const { loadGraphModel } = require('./tfjs_graph_model');
 
 const SIZE = 112;
 const N = 2;
@@ -33,15 +34,7 @@ async function summary(t) {
 async function main() {
   const [modelDir, outFile] = process.argv.slice(2);
   await tf.setBackend('cpu');
-  const spec = JSON.parse(fs.readFileSync(path.join(modelDir, 'mobilefacenet.json')));
-  const shards = spec.weightsManifest.flatMap((g) => g.paths.map((p) => fs.readFileSync(path.join(modelDir, p))));
-  const blob = Buffer.concat(shards);
-  const model = await tf.loadGraphModel(tf.io.fromMemory({
-    modelTopology: spec.modelTopology,
-    weightSpecs: spec.weightsManifest.flatMap((g) => g.weights),
-    weightData: blob.buffer.slice(blob.byteOffset, blob.byteOffset + blob.byteLength),
-    format: spec.format, generatedBy: spec.generatedBy, convertedBy: spec.convertedBy,
-  }));
+  const model = await loadGraphModel(modelDir, 'mobilefacenet');
   const outputs = model.execute(input(), NODES);
   const out = { about: 'MobileFaceNet outputs from TF.js itself (@tensorflow/tfjs ' + tf.version.tfjs +
                 ', ' + tf.getBackend() + ' backend) on the synthetic input described in ' +
