@@ -51,6 +51,7 @@ def test_overrides_are_typed_and_change_the_digest():
     ("augment.blur=2", "augment.blur must be in [0, 1]"),
     ("training.seed=-1", "training.seed must be in 0..2**32-1"),
     ("data.fairness_weight=1.5", "data.fairness_weight must be a whole number >= 1"),
+    ("data.view=body", "data.view must be face or image"),
 ])
 def test_bad_override_is_one_clear_line(override, message):
     with pytest.raises(FakefaceError) as info:
